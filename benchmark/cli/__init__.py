@@ -1,0 +1,59 @@
+"""The ``benchmark`` command. Each subcommand lives in its own module with ``register(subparsers)``;
+its handler receives the parsed arguments, validates them once and calls into the library.
+
+Bad input raises :class:`benchmark.errors.UserError` anywhere below: it is printed as one line and the exit
+status is 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from benchmark import __version__
+from benchmark.errors import UserError
+
+# Subcommand modules, in the order `benchmark --help` lists them.
+_COMMANDS = ("datasets", "evaluate", "run")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage on an error; we keep to one line and exit 2 like every bad input."""
+
+    def error(self, message):  # noqa: D401 - argparse's signature
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"benchmark {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMANDS:
+        importlib.import_module(f"benchmark.cli.{name}").register(subparsers)
+    return parser
+
+
+def _configure_logging(args) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        _configure_logging(args)
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

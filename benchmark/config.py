@@ -1,0 +1,94 @@
+"""Typed protocol configuration: the fixed training settings of a benchmark, validated once at the edge.
+
+Two presets:
+- ``mlrc``: the exact "Metric Learning Reality Check" protocol (BN-Inception, 227 px crops, RMSprop lr 1e-6,
+  100 iterations per epoch, per-dataset validation interval and patience, at most 1000 epochs).
+- ``quick``: the same pipeline sized for a laptop CPU (a small CNN at 32 px, few short epochs, a larger lr because
+  the small CNN trains from scratch). Its numbers are for smoke tests and demos, not for papers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from benchmark.errors import UserError
+
+# MLRC validates every `save_interval` epochs and stops after `patience` epochs without improvement.
+_MLRC_VALIDATION = {"cub200": (2, 9), "cars196": (5, 14), "sop": (20, 39)}
+_MLRC_DEFAULT_VALIDATION = (2, 9)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    trunk: str
+    resize: int  # short side after resizing (also the decoded-image cache size)
+    crop: int  # RandomResizedCrop size for training, CenterCrop size for evaluation
+    embedding_size: int = 128
+    batch_size: int = 32
+    m_per_class: int = 4
+    iterations_per_epoch: int = 100
+    lr: float = 1e-6
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    max_epochs: int = 1000
+    save_interval: int = 2
+    patience: int = 9
+    num_folds: int = 4
+    rrc_scale: tuple[float, float] = (0.16, 1.0)
+    rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    freeze_batchnorm: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_PRESETS = {
+    "mlrc": Protocol(name="mlrc", trunk="bninception", resize=256, crop=227),
+    "quick": Protocol(
+        name="quick",
+        trunk="small_cnn",
+        resize=36,
+        crop=32,
+        iterations_per_epoch=12,
+        lr=1e-3,
+        max_epochs=6,
+        save_interval=1,
+        patience=3,
+        rrc_scale=(0.5, 1.0),
+        # The small CNN trains from scratch: its BatchNorm statistics must adapt.
+        freeze_batchnorm=False,
+    ),
+}
+
+PROTOCOL_NAMES = tuple(_PRESETS)
+
+
+def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
+    """The preset ``name`` with MLRC's per-dataset validation schedule and explicit ``overrides`` applied."""
+    if name not in _PRESETS:
+        raise UserError(f"unknown protocol {name!r}; expected one of: {', '.join(_PRESETS)}")
+    protocol = _PRESETS[name]
+    if name == "mlrc":
+        interval, patience = _MLRC_VALIDATION.get(dataset, _MLRC_DEFAULT_VALIDATION)
+        protocol = replace(protocol, save_interval=interval, patience=patience)
+    unknown = set(overrides) - set(Protocol.__dataclass_fields__)
+    if unknown:
+        raise UserError(f"unknown protocol setting(s) {sorted(unknown)}; expected some of {sorted(Protocol.__dataclass_fields__)}")
+    protocol = replace(protocol, **{k: v for k, v in overrides.items() if v is not None})
+    _validate(protocol)
+    return protocol
+
+
+def _validate(protocol: Protocol) -> None:
+    if protocol.batch_size % protocol.m_per_class:
+        raise UserError(
+            f"batch size {protocol.batch_size} is not a multiple of m_per_class {protocol.m_per_class}"
+        )
+    for field in ("resize", "crop", "embedding_size", "batch_size", "iterations_per_epoch", "max_epochs",
+                  "save_interval", "patience"):
+        if getattr(protocol, field) <= 0:
+            raise UserError(f"protocol setting {field} must be positive, got {getattr(protocol, field)}")
+    if protocol.crop > protocol.resize:
+        raise UserError(f"crop {protocol.crop} is larger than the resized short side {protocol.resize}")
