@@ -16,7 +16,7 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 # Subcommand modules, in the order `benchmark --help` lists them.
-_COMMANDS = ("datasets", "evaluate", "run")
+_COMMANDS = ("datasets", "evaluate", "run", "tune", "test", "status")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -38,3 +38,116 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
             raise UserError(f"--param {pair!r} is not of the form name=value")
         params[key.strip()] = value.strip()
     return params
+
+
+def add_experiment_args(parser) -> None:
+    """--loss, --dataset, --protocol and the settings every training command shares."""
+    from benchmark.config import PROTOCOL_NAMES
+
+    parser.add_argument("--loss", required=True, help="a loss name (see search_spaces/)")
+    parser.add_argument("--dataset", required=True, help="a dataset name (see `benchmark datasets list`)")
+    parser.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES,
+                        help="mlrc: the paper's protocol; quick: a small CPU-sized version (default: mlrc)")
+    add_data_root(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--weights", default=None,
+                        help="trunk weights: imagenet, none or a file (default: imagenet for mlrc, none for quick)")
+    parser.add_argument("--split-scheme", default="mlrc", choices=("mlrc", "kfold"),
+                        help="mlrc: the paper's fold rotation; kfold: plain rotation, NOT comparable with MLRC")
+    parser.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
+    parser.add_argument("--set", action="append", metavar="SETTING=VALUE", dest="protocol_overrides",
+                        help="override a protocol setting, e.g. --set max_epochs=3 (repeatable; results are then "
+                        "not comparable with the preset's)")
+
+
+def experiment_from_args(args):
+    """Validate the shared arguments once and resolve them into an Experiment."""
+    from benchmark.config import protocol_for
+    from benchmark.search_space import load_search_space
+    from benchmark.training.device import resolve_device
+    from benchmark.training.experiment import Experiment
+
+    protocol = protocol_for(args.protocol, args.dataset, **parse_protocol_overrides(args.protocol_overrides))
+    search_space = load_search_space(args.loss, args.dataset)
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    weights = args.weights or ("imagenet" if protocol.name == "mlrc" else "none")
+    return Experiment.create(
+        dataset_name=args.dataset,
+        loss_name=args.loss,
+        protocol=protocol,
+        search_space=search_space,
+        data_root=data_root(args),
+        device=resolve_device(args.device),
+        weights=weights,
+        split_scheme=args.split_scheme,
+        num_workers=args.workers,
+    )
+
+
+def parse_folds(text: str | None, num_folds: int) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        folds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--folds {text!r} is not a comma-separated list of fold indices") from None
+    bad = [f for f in folds if not 0 <= f < num_folds]
+    if bad or not folds:
+        raise UserError(f"--folds {text!r}: expected indices in 0..{num_folds - 1}")
+    return folds
+
+
+def add_storage_args(parser) -> None:
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage URL (default: sqlite:///results/benchmark.db; also postgresql://..., "
+                        "journal:///path/file.log)")
+    parser.add_argument("--results-db", default=None,
+                        help="results database URL (default: the --storage database; for a journal storage "
+                        "sqlite:///results/benchmark.db)")
+
+
+def storage_urls(args) -> tuple[str, str]:
+    from benchmark.tuning.storage import DEFAULT_STORAGE
+
+    storage = args.storage or DEFAULT_STORAGE
+    results = args.results_db or (DEFAULT_STORAGE if storage.startswith("journal://") else storage)
+    return storage, results
+
+
+def treat_sigterm_as_interrupt() -> None:
+    """A scheduler's SIGTERM (Slurm, Kubernetes, docker stop) is handled like Ctrl-C: the running trial or
+    reproduction is recorded as failed, everything completed stays, and a rerun resumes."""
+    import signal
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def parse_protocol_overrides(pairs: list[str] | None) -> dict:
+    """``["max_epochs=3"]`` -> ``{"max_epochs": 3}``, typed like the Protocol field it sets."""
+    from dataclasses import fields
+
+    from benchmark.config import Protocol
+
+    types = {f.name: f.type for f in fields(Protocol)}
+    overrides = {}
+    for key, text in parse_params(pairs).items():
+        if key not in types or key == "name":
+            raise UserError(f"unknown protocol setting {key!r}; expected one of: {', '.join(sorted(set(types) - {'name'}))}")
+        kind = types[key]
+        try:
+            if kind == "bool":
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                overrides[key] = text.lower() in ("true", "1")
+            elif kind.startswith("tuple"):
+                overrides[key] = tuple(float(part) for part in text.split(","))
+            else:
+                overrides[key] = {"int": int, "float": float, "str": str}[kind](text)
+        except ValueError:
+            raise UserError(f"protocol setting {key}={text!r} is not a valid {kind}") from None
+    return overrides

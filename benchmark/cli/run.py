@@ -1,0 +1,58 @@
+"""``benchmark run``: train the 4 folds once with given hyperparameters and print their validation metrics."""
+
+from __future__ import annotations
+
+import json
+
+from benchmark.cli import _common
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="train the folds once with given hyperparameters (a building block of tuning; for debugging)",
+        description="Train the 4 cross-validation folds once with the given hyperparameters and print each "
+        "fold's validation metrics next to the untrained model's. Parameters not given take the search space's "
+        "default for the dataset (MLRC's optimum where published).",
+    )
+    _common.add_experiment_args(parser)
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyperparameter (repeatable)")
+    parser.add_argument("--folds", default=None, help="comma-separated fold indices (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from benchmark.training.run import mean_validation_map_at_r, run_folds
+
+    experiment = _common.experiment_from_args(args)
+    space = experiment.search_space
+    params = {**space.defaults(), **space.coerce(_common.parse_params(args.param))}
+    folds = _common.parse_folds(args.folds, experiment.protocol.num_folds)
+    trainer = experiment.trainer(params)
+    results = run_folds(trainer, experiment.fold_run, seed=args.seed, folds=folds)
+    if args.json:
+        print(json.dumps(
+            {
+                "loss": args.loss, "dataset": args.dataset, "protocol": experiment.protocol.name, "params": params,
+                "seed": args.seed, "split_hash": experiment.splits.hash,
+                "folds": [
+                    {"fold": r.fold, "status": r.status, "best_epoch": r.best_epoch,
+                     "epochs_trained": r.epochs_trained, "untrained": r.untrained_metrics, "best": r.best_metrics}
+                    for r in results
+                ],
+                "mean_val_map_at_r": mean_validation_map_at_r(results),
+            },
+            indent=2,
+        ))
+        return 0
+    print(f"{args.loss} on {args.dataset} ({experiment.protocol.name}), params {params}")
+    print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {'untrained MAP@R':>15}  {'MAP@R':>7}  "
+          f"{'R-Prec':>7}  {'P@1':>7}")
+    for r in results:
+        b = r.best_metrics
+        print(f"{r.fold:>4}  {r.status:<15} {r.epochs_trained:>6} {r.best_epoch:>4}  "
+              f"{r.untrained_metrics['mean_average_precision_at_r']:>15.4f}  {b['mean_average_precision_at_r']:>7.4f}  "
+              f"{b['r_precision']:>7.4f}  {b['precision_at_1']:>7.4f}")
+    print(f"mean validation MAP@R: {mean_validation_map_at_r(results):.4f}")
+    return 0

@@ -1,0 +1,34 @@
+"""``benchmark status``: the studies in a storage, their progress, best value and whether test results exist."""
+
+from __future__ import annotations
+
+import json
+
+from benchmark.cli import _common
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("status", help="list studies: trials done, best value, test results present")
+    _common.add_storage_args(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=_status)
+
+
+def _status(args) -> int:
+    from benchmark.tuning.status import study_statuses
+
+    storage, results = _common.storage_urls(args)
+    rows = study_statuses(storage, results)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no studies yet; start one with `benchmark tune --loss NAME --dataset NAME`")
+        return 0
+    print(f"{'study':<40} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best val MAP@R':>14} "
+          f"{'test reps':>9}")
+    for r in rows:
+        best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
+        print(f"{r['study']:<40} {r['complete']:>8} {r['pruned']:>6} {r['failed']:>6} {r['running']:>7} "
+              f"{best:>14} {r['test_reproductions']:>9}")
+    return 0

@@ -1,0 +1,41 @@
+"""``benchmark test``: retrain the best configuration and report separated-128 / concatenated-512 test metrics."""
+
+from __future__ import annotations
+
+from benchmark.cli import _common
+from benchmark.errors import UserError
+
+_SHOWN = (("precision_at_1", "P@1"), ("r_precision", "R-Precision"), ("mean_average_precision_at_r", "MAP@R"))
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "test",
+        help="retrain the study's best configuration and evaluate on the test classes (resumable)",
+        description="Retrain the best trial's hyperparameters --reproductions times (4 fold models each), embed "
+        "the test classes and report separated-128 and concatenated-512 metrics with 95%% t-intervals.",
+    )
+    _common.add_experiment_args(parser)
+    _common.add_storage_args(parser)
+    parser.add_argument("--reproductions", type=int, default=10, help="retrainings (default: 10, as MLRC)")
+    parser.set_defaults(func=_test)
+
+
+def _test(args) -> int:
+    if args.reproductions < 1:
+        raise UserError(f"--reproductions must be at least 1, got {args.reproductions}")
+    experiment = _common.experiment_from_args(args)
+    from benchmark.tuning.test_phase import run_test
+
+    _common.treat_sigterm_as_interrupt()
+    storage, results = _common.storage_urls(args)
+    summary = run_test(experiment, storage, results, args.reproductions, args.seed)
+    print(f"{args.loss} on {args.dataset} ({experiment.protocol.name}): test classes, mean [95% CI]")
+    for mode in ("separated_128", "concatenated_512"):
+        rows = summary[summary["mode"] == mode].set_index("metric")
+        cells = []
+        for metric, label in _SHOWN:
+            row = rows.loc[metric]
+            cells.append(f"{label} {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+        print(f"  {mode:<17} n={int(rows['n'].iloc[0])}  " + "  ".join(cells))
+    return 0

@@ -1,0 +1,32 @@
+"""Train and eval transforms of the protocol, on uint8 CHW tensors from the decoded-image cache.
+
+They produce float RGB in [0, 1]; trunk-specific normalisation (BN-Inception's BGR x 255 with its means, ImageNet
+mean/std) belongs to the model, so every trunk gets the same data. The random ops draw from torch's global RNG, so
+``torch.manual_seed`` (and the DataLoader's per-worker seeding) makes them reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from benchmark.config import Protocol
+
+
+def train_transform(protocol: Protocol) -> v2.Compose:
+    # Resize returns its input unchanged when the cached image already has the short side `resize`.
+    return v2.Compose([
+        v2.Resize(protocol.resize, antialias=True),
+        v2.RandomResizedCrop(protocol.crop, scale=tuple(protocol.rrc_scale), ratio=tuple(protocol.rrc_ratio),
+                             antialias=True),
+        v2.RandomHorizontalFlip(protocol.hflip),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def eval_transform(protocol: Protocol) -> v2.Compose:
+    return v2.Compose([
+        v2.Resize(protocol.resize, antialias=True),
+        v2.CenterCrop(protocol.crop),
+        v2.ToDtype(torch.float32, scale=True),
+    ])

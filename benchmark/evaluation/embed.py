@@ -1,0 +1,35 @@
+"""Embedding a data set with a model: eval mode, no gradients, mixed precision on CUDA only."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.evaluation.knn import l2_normalize
+
+__all__ = ["compute_embeddings", "l2_normalize"]
+
+
+@torch.no_grad()
+def compute_embeddings(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings float32 [N, D], labels int64 [N])`` for every batch ``(images, labels, ...)`` of ``loader``.
+
+    The embeddings are returned as the model outputs them, not normalised. The model's train/eval mode is
+    restored afterwards.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    embeddings, labels = [], []
+    try:
+        for batch in loader:
+            images, batch_labels = batch[0], batch[1]
+            with torch.autocast(device_type="cuda", enabled=device.type == "cuda"):
+                output = model(images.to(device, non_blocking=True))
+            embeddings.append(output.float().cpu())
+            labels.append(torch.as_tensor(batch_labels).reshape(-1).cpu())
+    finally:
+        model.train(was_training)
+    if not embeddings:
+        raise ValueError("the loader yielded no batches")
+    return torch.cat(embeddings).numpy(), torch.cat(labels).numpy().astype(np.int64)

@@ -1,0 +1,125 @@
+"""``LossBundle``: a pytorch-metric-learning loss with its miner, the optimiser settings of its own parameters, and
+access to its softmax scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_SCALE_KEY = "bundle.scale"
+
+
+@dataclass(frozen=True)
+class ScaleAttribute:
+    """Where a loss keeps its softmax scale: ``attribute`` on the loss, stored as 1/s when ``inverse``."""
+
+    name: str  # what the loss's paper calls it, e.g. "alpha" or "1/temperature"
+    attribute: str
+    inverse: bool = False
+
+
+class LossBundle:
+    """What the trainer needs from a loss.
+
+    ``compute`` always runs the miner and the loss in float32, also inside an autocast region: the softmax
+    losses multiply cosines by scales up to a few hundred before ``exp``, which half precision cannot hold, and
+    pytorch-metric-learning casts the loss's own weights to the embeddings' dtype on every call.
+    """
+
+    def __init__(
+        self,
+        loss: torch.nn.Module,
+        *,
+        miner: torch.nn.Module | None = None,
+        loss_lr: float | None = None,
+        decay_loss_params: bool = True,
+        num_classes: int | None = None,
+        scale: ScaleAttribute | None = None,
+    ):
+        self.loss = loss
+        self.miner = miner
+        self.loss_lr = loss_lr
+        # MLRC trained the margin loss's beta without weight decay; every other loss parameter with it.
+        self.decay_loss_params = decay_loss_params
+        # Set for losses with one weight per class, whose labels must be 0..num_classes-1.
+        self.num_classes = num_classes
+        self._scale = scale
+        if self.parameters() and loss_lr is None:
+            raise ValueError(f"{type(loss).__name__} has trainable parameters but no loss_lr")
+
+    # -- training --------------------------------------------------------------------------------------------
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            embeddings = embeddings.float()
+            if self.num_classes is not None:
+                self._check_labels(labels)
+            indices = self.miner(embeddings, labels) if self.miner is not None else None
+            return self.loss(embeddings, labels, indices)
+
+    def _check_labels(self, labels: torch.Tensor) -> None:
+        # An out-of-range label would index past the class weights: on a GPU that is an opaque device-side assert.
+        if ((labels < 0) | (labels >= self.num_classes)).any():
+            raise ValueError(
+                f"labels must be remapped to 0..{self.num_classes - 1} for this loss, got "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The loss's own trainable parameters (proxies, class weights, the margin loss's beta)."""
+        modules = [self.loss] + ([self.miner] if self.miner is not None else [])
+        return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+    def make_optimizer(self, weight_decay: float, momentum: float) -> torch.optim.RMSprop | None:
+        """MLRC's separate RMSprop for the loss's parameters (lr = loss_lr), or None when the loss has none."""
+        parameters = self.parameters()
+        if not parameters:
+            return None
+        return torch.optim.RMSprop(
+            parameters,
+            lr=self.loss_lr,
+            weight_decay=weight_decay if self.decay_loss_params else 0.0,
+            momentum=momentum,
+        )
+
+    def to(self, device) -> LossBundle:
+        self.loss.to(device)
+        if self.miner is not None:
+            self.miner.to(device)
+        return self
+
+    # -- softmax scale ---------------------------------------------------------------------------------------
+    @property
+    def scale_name(self) -> str | None:
+        return self._scale.name if self._scale else None
+
+    def get_scale(self) -> float:
+        value = float(getattr(self.loss, self._require_scale().attribute))
+        return 1.0 / value if self._scale.inverse else value
+
+    def set_scale(self, scale: float) -> None:
+        attribute = self._require_scale()
+        scale = float(scale)
+        if not scale > 0 or scale == float("inf"):
+            raise ValueError(f"the scale must be a positive finite number, got {scale}")
+        setattr(self.loss, attribute.attribute, 1.0 / scale if attribute.inverse else scale)
+
+    def _require_scale(self) -> ScaleAttribute:
+        if self._scale is None:
+            raise AttributeError(f"{type(self.loss).__name__} has no softmax scale")
+        return self._scale
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The loss's weights, plus the current scale (a schedule may have moved it away from the constructor's)."""
+        state = dict(self.loss.state_dict())
+        if self._scale is not None:
+            state[_SCALE_KEY] = self.get_scale()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        scale = state.pop(_SCALE_KEY, None)
+        self.loss.load_state_dict(state)
+        if scale is not None:
+            self.set_scale(scale)

@@ -1,0 +1,1 @@
+"""Measurement scripts (run by hand, not by the test suite)."""

@@ -1,0 +1,152 @@
+"""Reading results into pandas, and the mean ± 95 % t-interval MLRC reports over reproductions.
+
+Every loader takes a storage URL (the same one the study was run with). A database without the ``bm_*`` tables
+gives empty frames with the usual columns; a missing SQLite file is a UserError rather than a new empty file.
+JSON columns (params, config, provenance, lrs, val_recall_at_k) hold dicts; their keys are strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sqlalchemy import DateTime, Float, Integer, Select, inspect, select
+
+from benchmark.results.schema import EpochCurve, FoldResult, Run, TestResult
+from benchmark.results.store import make_engine, user_errors
+
+SUMMARY_KEYS = ["dataset", "loss", "protocol", "study_name", "mode", "metric"]
+SUMMARY_COLUMNS = [*SUMMARY_KEYS, "n", "mean", "ci_low", "ci_high"]
+
+# The run's identity, joined onto fold results and epoch curves.
+_RUN_IDENTITY = (
+    Run.kind,
+    Run.study_name,
+    Run.dataset,
+    Run.loss,
+    Run.protocol,
+    Run.trial_number,
+    Run.reproduction,
+    Run.seed,
+    Run.status.label("run_status"),
+)
+
+
+def mean_and_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided t-interval of the finite ``values`` (MLRC's way of reporting reproductions).
+
+    One value gives a NaN interval; identical values give the zero-width interval scipy cannot (scale 0).
+    """
+    finite = np.asarray([v for v in values if v is not None], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(finite.mean())
+    if finite.size == 1:
+        return mean, math.nan, math.nan
+    sem = float(stats.sem(finite))
+    if sem == 0.0:
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, finite.size - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def load_runs(storage: str) -> pd.DataFrame:
+    """One row per run (trial, run or test reproduction)."""
+    return _load(storage, select(Run).order_by(Run.id))
+
+
+def load_fold_results(storage: str) -> pd.DataFrame:
+    """One row per fold of a run, with the run's identity columns and its status as ``run_status``."""
+    statement = (
+        select(*FoldResult.__table__.columns, *_RUN_IDENTITY)
+        .join(Run, Run.id == FoldResult.run_id)
+        .order_by(FoldResult.run_id, FoldResult.fold)
+    )
+    return _load(storage, statement)
+
+
+def load_epoch_curves(storage: str) -> pd.DataFrame:
+    """One row per epoch of a fold of a run, with the run's identity columns.
+
+    The epoch's training loss is the column ``train_loss``: ``loss`` names the loss function, as in every frame.
+    """
+    epoch_columns = [
+        column.label("train_loss") if column.name == "loss" else column for column in EpochCurve.__table__.columns
+    ]
+    statement = (
+        select(*epoch_columns, *_RUN_IDENTITY)
+        .join(Run, Run.id == EpochCurve.run_id)
+        .order_by(EpochCurve.run_id, EpochCurve.fold, EpochCurve.epoch)
+    )
+    return _load(storage, statement)
+
+
+def load_test_results(storage: str, complete_only: bool = True) -> pd.DataFrame:
+    """Test metrics in long format (one row per reproduction, mode and metric) with the run's columns.
+
+    ``complete_only`` keeps only reproductions whose run completed (a crashed one may have left some modes).
+    """
+    statement = (
+        select(
+            *TestResult.__table__.columns,
+            Run.kind,
+            Run.trial_number,
+            Run.params,
+            Run.config,
+            Run.split_hash,
+            Run.provenance,
+            Run.status.label("run_status"),
+            Run.created_at,
+            Run.finished_at,
+        )
+        .join(Run, Run.id == TestResult.run_id)
+        .order_by(TestResult.study_name, TestResult.reproduction, TestResult.mode, TestResult.metric)
+    )
+    if complete_only:
+        statement = statement.where(Run.status == "complete")
+    return _load(storage, statement)
+
+
+def summarize_test_results(storage: str) -> pd.DataFrame:
+    """Mean and 95 % t-interval over reproductions, one row per (dataset, loss, protocol, study, mode, metric).
+
+    ``n`` counts the reproductions with a finite value.
+    """
+    results = load_test_results(storage)
+    rows = []
+    for key, group in results.groupby(SUMMARY_KEYS, sort=True):
+        values = group["value"].to_numpy(dtype=float)
+        mean, low, high = mean_and_ci(values)
+        rows.append((*key, int(np.isfinite(values).sum()), mean, low, high))
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return summary.astype({"n": "int64", "mean": "float64", "ci_low": "float64", "ci_high": "float64"})
+
+
+def _load(storage: str, statement: Select) -> pd.DataFrame:
+    engine = make_engine(storage, write=False)
+    try:
+        with user_errors(storage, "cannot read the results database"), engine.connect() as conn:
+            # The tables are created together, in one transaction: all present or none.
+            present = inspect(conn).has_table(Run.__tablename__)
+            rows = conn.execute(statement).all() if present else []
+    finally:
+        engine.dispose()
+    return _frame(rows, statement)
+
+
+def _frame(rows: list, statement: Select) -> pd.DataFrame:
+    columns = list(statement.selected_columns)
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=[column.key for column in columns])
+    for column in columns:
+        name = column.key
+        if isinstance(column.type, Float):
+            frame[name] = frame[name].astype("float64")
+        elif isinstance(column.type, Integer):
+            frame[name] = frame[name].astype("Int64")
+        elif isinstance(column.type, DateTime):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+    return frame

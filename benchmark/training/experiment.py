@@ -1,0 +1,78 @@
+"""An experiment: one loss on one dataset under one protocol, with everything resolved and validated once.
+
+``run``, ``tune`` and ``test`` all start from here, so they load data, splits and search spaces the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from benchmark.config import Protocol
+from benchmark.data import ImageDataset, get_dataset
+from benchmark.data.cache import DecodedImageCache
+from benchmark.data.splits import Splits, make_splits
+from benchmark.search_space import SearchSpace
+from benchmark.training.fold import FoldTrainer
+from benchmark.training.run import FoldRun
+
+# Recall@K cut-offs of the literature: small datasets 1-8, SOP-sized ones powers of 10.
+_RECALL_AT = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}
+_DEFAULT_RECALL_AT = (1, 2, 4, 8)
+
+
+@dataclass
+class Experiment:
+    dataset_name: str
+    loss_name: str
+    protocol: Protocol
+    search_space: SearchSpace
+    data_root: Path
+    dataset: ImageDataset
+    splits: Splits
+    fold_run: FoldRun
+    device: torch.device
+    weights: str
+    num_workers: int | None = None
+
+    @classmethod
+    def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
+               split_scheme="mlrc", num_workers=None) -> "Experiment":
+        dataset = get_dataset(dataset_name, data_root)
+        splits = make_splits(dataset, split_scheme)
+        return cls(
+            dataset_name=dataset_name,
+            loss_name=loss_name,
+            protocol=protocol,
+            search_space=search_space,
+            data_root=data_root,
+            dataset=dataset,
+            splits=splits,
+            fold_run=FoldRun(paths=dataset.paths, labels=dataset.labels, splits=splits),
+            device=device,
+            weights=weights,
+            num_workers=num_workers,
+        )
+
+    @property
+    def recall_at(self) -> tuple[int, ...]:
+        return _RECALL_AT.get(self.dataset_name, _DEFAULT_RECALL_AT)
+
+    def cache(self) -> DecodedImageCache:
+        return DecodedImageCache(self.data_root, self.protocol.resize)
+
+    def trainer(self, params: dict, on_epoch: Callable[[int, dict], None] | None = None) -> FoldTrainer:
+        return FoldTrainer(
+            self.protocol,
+            self.loss_name,
+            params,
+            self.device,
+            self.cache(),
+            weights=self.weights,
+            recall_at=self.recall_at,
+            num_workers=self.num_workers,
+            on_epoch=on_epoch,
+        )

@@ -1,0 +1,276 @@
+"""One fold under the fixed protocol: train on the fold's training classes, validate on its validation classes,
+early-stop on validation MAP@R, keep the best checkpoint and the per-epoch curve.
+
+The test classes are never seen here: a fold is built from the train+val classes of the split only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from pytorch_metric_learning.samplers import MPerClassSampler
+from torch.utils.data import DataLoader
+
+from benchmark.config import Protocol
+from benchmark.data.cache import DecodedImageCache
+from benchmark.data.images import ImageSet
+from benchmark.data.splits import Splits
+from benchmark.data.transforms import eval_transform, train_transform
+from benchmark.evaluation.embed import compute_embeddings
+from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.losses import LossBundle, build_loss
+from benchmark.models import build_model
+from benchmark.training.seeding import seed_everything
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """The images of one fold. Training labels are remapped to 0..C-1 (proxy/classifier losses need that)."""
+
+    fold: int
+    train_paths: list
+    train_labels: np.ndarray
+    val_paths: list
+    val_labels: np.ndarray
+
+    @property
+    def num_train_classes(self) -> int:
+        return int(self.train_labels.max()) + 1
+
+
+def fold_data(paths: list, labels: np.ndarray, splits: Splits, fold: int) -> FoldData:
+    """Select fold ``fold`` of ``splits`` from a dataset's images; test classes are left out entirely."""
+    spec = splits.folds[fold]
+    train_classes = np.asarray(sorted(spec.train))
+    train_mask = np.isin(labels, train_classes)
+    val_mask = np.isin(labels, np.asarray(spec.val))
+    return FoldData(
+        fold=fold,
+        train_paths=[paths[i] for i in np.flatnonzero(train_mask)],
+        train_labels=np.searchsorted(train_classes, labels[train_mask]).astype(np.int64),
+        val_paths=[paths[i] for i in np.flatnonzero(val_mask)],
+        val_labels=labels[val_mask].astype(np.int64),
+    )
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    seed: int
+    status: str  # "ok" or "nonfinite_loss"
+    best_epoch: int  # 0 = the untrained model was never beaten
+    epochs_trained: int
+    untrained_metrics: dict
+    best_metrics: dict
+    curve: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    state: dict | None = None  # best checkpoint: {"model": ..., "loss": ...} on the CPU
+
+
+class FoldTrainer:
+    """Trains one fold at a time with fixed protocol, loss and hyperparameters.
+
+    ``params`` are already validated and typed by the search space (see ``benchmark.search_space``).
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        loss_name: str,
+        params: dict,
+        device: torch.device,
+        cache: DecodedImageCache,
+        weights: str = "none",
+        recall_at: tuple[int, ...] = (1, 2, 4, 8),
+        num_workers: int | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None,
+    ):
+        self.protocol = protocol
+        self.loss_name = loss_name
+        self.params = dict(params)
+        self.device = device
+        self.cache = cache
+        self.weights = weights
+        self.recall_at = recall_at
+        self.num_workers = num_workers if num_workers is not None else _default_workers(device)
+        self.on_epoch = on_epoch
+        self.use_amp = device.type == "cuda"
+
+    # -- building blocks -------------------------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        model = build_model(self.protocol, weights=self.weights).to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def build(self, num_classes: int) -> tuple[torch.nn.Module, LossBundle]:
+        model = self.build_model()
+        bundle = build_loss(self.loss_name, self.params, num_classes, self.protocol.embedding_size)
+        bundle.to(self.device)
+        return model, bundle
+
+    def _optimizers(self, model: torch.nn.Module, bundle: LossBundle) -> list[torch.optim.Optimizer]:
+        p = self.protocol
+        trainable = [q for q in model.parameters() if q.requires_grad]
+        optimizers = [torch.optim.RMSprop(trainable, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum)]
+        # The loss's own parameters (proxies, class weights) get their own RMSprop with the searched lr.
+        loss_optimizer = bundle.make_optimizer(p.weight_decay, p.momentum)
+        if loss_optimizer is not None:
+            optimizers.append(loss_optimizer)
+        return optimizers
+
+    def _train_loader(self, data: FoldData, seed: int) -> DataLoader:
+        p = self.protocol
+        sampler = MPerClassSampler(
+            data.train_labels,
+            m=p.m_per_class,
+            batch_size=p.batch_size,
+            length_before_new_iter=p.iterations_per_epoch * p.batch_size,
+        )
+        dataset = ImageSet(data.train_paths, data.train_labels, train_transform(p), self.cache)
+        return DataLoader(
+            dataset,
+            batch_size=p.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def eval_loader(self, paths: list, labels: np.ndarray) -> DataLoader:
+        dataset = ImageSet(paths, labels, eval_transform(self.protocol), self.cache)
+        return DataLoader(
+            dataset,
+            batch_size=EMBED_BATCH_SIZE,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def validate(self, model: torch.nn.Module, loader: DataLoader) -> dict:
+        embeddings, labels = compute_embeddings(model, loader, self.device)
+        return retrieval_metrics(embeddings, labels, recall_at=self.recall_at)
+
+    # -- the fold --------------------------------------------------------------------------------------------
+    def train(self, data: FoldData, seed: int) -> FoldResult:
+        p = self.protocol
+        started = time.perf_counter()
+        seed_everything(seed)
+        model, bundle = self.build(data.num_train_classes)
+        optimizers = self._optimizers(model, bundle)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        train_loader = self._train_loader(data, seed)
+        val_loader = self.eval_loader(data.val_paths, data.val_labels)
+
+        untrained = self.validate(model, val_loader)
+        best_metrics, best_epoch = untrained, 0
+        best_state = _snapshot(model, bundle)
+        curve = [_curve_row(0, None, untrained, optimizers, bundle, time.perf_counter() - started)]
+        self._report(data.fold, curve[-1], best_metrics, best_epoch)
+        status, epoch = "ok", 0
+
+        for epoch in range(1, p.max_epochs + 1):
+            epoch_loss = self._train_epoch(model, bundle, optimizers, scaler, train_loader)
+            metrics = None
+            if not math.isfinite(epoch_loss):
+                status = "nonfinite_loss"
+                logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold, epoch_loss, epoch)
+            elif epoch % p.save_interval == 0:
+                metrics = self.validate(model, val_loader)
+                if metrics["mean_average_precision_at_r"] > best_metrics["mean_average_precision_at_r"]:
+                    best_metrics, best_epoch = metrics, epoch
+                    best_state = _snapshot(model, bundle)
+            curve.append(_curve_row(epoch, epoch_loss, metrics, optimizers, bundle, time.perf_counter() - started))
+            self._report(data.fold, curve[-1], best_metrics, best_epoch)
+            if status != "ok" or epoch - best_epoch >= p.patience:
+                break
+
+        return FoldResult(
+            fold=data.fold,
+            seed=seed,
+            status=status,
+            best_epoch=best_epoch,
+            epochs_trained=epoch,
+            untrained_metrics=untrained,
+            best_metrics=best_metrics,
+            curve=curve,
+            seconds=time.perf_counter() - started,
+            state=best_state,
+        )
+
+    def _train_epoch(self, model, bundle, optimizers, scaler, loader) -> float:
+        model.train()
+        # Summed on the device and read once per epoch: a per-step .item() would stall a GPU at every step.
+        total = torch.zeros((), device=self.device)
+        steps = 0
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+                embeddings = model(images)
+            loss = bundle.compute(embeddings, labels)
+            scaler.scale(loss).backward()
+            for optimizer in optimizers:
+                scaler.step(optimizer)
+            scaler.update()
+            total += loss.detach()
+            steps += 1
+        return float(total.item()) / max(steps, 1)
+
+    def _report(self, fold: int, row: dict, best: dict, best_epoch: int) -> None:
+        if row["val_map_at_r"] is not None:
+            logger.info(
+                "fold %d epoch %d: loss %s, val MAP@R %.4f (best %.4f at epoch %d)",
+                fold, row["epoch"], "-" if row["loss"] is None else f"{row['loss']:.4f}",
+                row["val_map_at_r"], best["mean_average_precision_at_r"], best_epoch,
+            )
+        else:
+            logger.debug("fold %d epoch %d: loss %.4f", fold, row["epoch"], row["loss"])
+        if self.on_epoch is not None:
+            self.on_epoch(fold, row)
+
+
+def _default_workers(device: torch.device) -> int:
+    # On the CPU, decoding is cached and the images are small: worker processes cost more than they save.
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+def _snapshot(model: torch.nn.Module, bundle: LossBundle) -> dict:
+    return {"model": _cpu_copy(model.state_dict()), "loss": _cpu_copy(bundle.state_dict())}
+
+
+def _cpu_copy(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state.items()}
+
+
+def _curve_row(epoch, loss, metrics, optimizers, bundle, seconds) -> dict:
+    lrs = {name: optimizer.param_groups[0]["lr"] for name, optimizer in zip(("model", "loss"), optimizers)}
+    metrics = metrics or {}
+    return {
+        "epoch": epoch,
+        "loss": loss,
+        "val_precision_at_1": metrics.get("precision_at_1"),
+        "val_r_precision": metrics.get("r_precision"),
+        "val_map_at_r": metrics.get("mean_average_precision_at_r"),
+        "lrs": lrs,
+        "scale": bundle.get_scale() if bundle.scale_name else None,
+        "seconds": seconds,
+    }

@@ -1,0 +1,44 @@
+"""Optuna samplers and pruners by name.
+
+Sampler choice (``--sampler auto``, the default): Optuna's GPSampler when every searched parameter is numeric
+and no pruner is used; TPE otherwise. GP-based Bayesian optimisation is what MLRC used (Ax) and, in a quick check
+on ~5 continuous parameters at 50 trials, Optuna 5's GPSampler reached better optima than TPE; TPE handles
+categorical/conditional parameters (e.g. a scale schedule) and learns from pruned trials, which GP does not.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from benchmark.errors import UserError
+from benchmark.search_space import SearchSpace
+
+SAMPLERS = ("auto", "gp", "tpe", "random")
+PRUNERS = ("none", "median", "percentile", "successive_halving")
+STARTUP_TRIALS = 10
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int, pruned: bool = False) -> optuna.samplers.BaseSampler:
+    if name == "auto":
+        numeric = all(spec.type in ("float", "int") for spec in space.params.values())
+        name = "gp" if numeric and not pruned else "tpe"
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"unknown sampler {name!r}; expected one of: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    # Steps are folds (1..4); the first fold is always trained so every trial reports something comparable.
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=0)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    raise UserError(f"unknown pruner {name!r}; expected one of: {', '.join(PRUNERS)}")

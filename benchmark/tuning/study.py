@@ -1,0 +1,236 @@
+"""``tune``: one Optuna study per (dataset, loss, protocol), objective = mean validation MAP@R over the folds.
+
+How the study stays exact and loses nothing:
+- ``--trials`` is the study's total of finished (COMPLETE or PRUNED) trials: a rerun resumes up to it, several
+  workers together stop at it. A trial a worker creates beyond the total (two workers asking at the same moment) is
+  closed at once as FAIL with the user attribute ``surplus`` and never trained.
+- Each fold's best validation metrics are stored in the trial's user attributes the moment the fold ends, and its
+  running mean is reported as an intermediate value (step = folds done), so a pruner can stop hopeless trials.
+- A trial left RUNNING by a dead process (same host: its pid is gone; any host: its heartbeat is stale) is marked
+  FAIL and re-queued with the same parameters; the retry inherits the folds already finished.
+- Ctrl-C / SIGTERM: the current trial is recorded as FAIL and re-queued the same way; completed trials are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from benchmark.errors import UserError
+from benchmark.results import ResultsStore, collect_provenance
+from benchmark.training.device import describe_device
+from benchmark.training.experiment import Experiment
+from benchmark.training.fold import FoldResult
+from benchmark.training.run import run_folds
+from benchmark.training.seeding import derive_seed
+from benchmark.tuning.samplers import make_pruner, make_sampler
+from benchmark.tuning.storage import open_storage, retry_callback
+
+logger = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+POLL_S = 5.0
+
+
+class _SurplusTrial(Exception):
+    """This worker's trial would exceed the study's total."""
+
+
+def study_name(dataset: str, loss: str, protocol: str) -> str:
+    return f"{dataset}-{loss}-{protocol}"
+
+
+@dataclass
+class TuneSummary:
+    study_name: str
+    finished: int
+    total: int
+    best_value: float | None
+    best_params: dict | None
+
+
+class Tuner:
+    def __init__(self, experiment: Experiment, storage_url: str, results_url: str, *, total_trials: int,
+                 sampler: str, pruner: str, seed: int):
+        self.experiment = experiment
+        self.total = total_trials
+        self.seed = seed
+        self.name = study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.name)
+        self.storage = open_storage(storage_url)
+        self.results = ResultsStore(results_url)
+        existing = _existing_trial_count(self.storage, self.name)
+        # Seeded per resume and per process, so a restart or a second worker does not replay the start-up points.
+        sampler_seed = derive_seed(seed, existing, os.getpid())
+        self.sampler_name = sampler
+        self.study = self._create_or_load(make_sampler(sampler, experiment.search_space, sampler_seed, pruned=pruner != "none"),
+                                          make_pruner(pruner))
+        self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    # -- study -----------------------------------------------------------------------------------------------
+    def _create_or_load(self, sampler, pruner) -> optuna.Study:
+        study = optuna.create_study(study_name=self.name, storage=self.storage, direction="maximize",
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        e = self.experiment
+        attrs = study.user_attrs
+        if "split_hash" not in attrs:
+            study.set_user_attr("split_hash", e.splits.hash)
+            study.set_user_attr("dataset", e.dataset_name)
+            study.set_user_attr("loss", e.loss_name)
+            study.set_user_attr("protocol", e.protocol.to_dict())
+            study.set_user_attr("split_scheme", e.splits.scheme)
+            study.set_user_attr("search_space", e.search_space.fingerprint())
+        elif attrs["split_hash"] != e.splits.hash:
+            raise UserError(
+                f"split hash changed: study {self.name} was created on data with split hash {attrs['split_hash']}, "
+                f"the data now gives {e.splits.hash}; restore the data or start a new study (--storage)"
+            )
+        return study
+
+    def counts(self) -> dict[TrialState, int]:
+        counts = {state: 0 for state in TrialState}
+        for trial in self.study.get_trials(deepcopy=False):
+            counts[trial.state] += 1
+        return counts
+
+    def recover_dead_local_trials(self) -> None:
+        """Trials RUNNING under a pid of this host that no longer exists: FAIL them and re-queue their params."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get("worker") or {}
+            if worker.get("host") != self.worker["host"] or _pid_alive(worker.get("pid")):
+                continue
+            try:
+                self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker got there first
+            logger.warning("trial %d was left running by dead process %s: marked FAIL and re-queued",
+                           trial.number, worker.get("pid"))
+            retry_callback()(self.study, self.study._storage.get_trial(trial._trial_id))
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> TuneSummary:
+        self.recover_dead_local_trials()
+        while True:
+            counts = self.counts()
+            finished = sum(counts[s] for s in FINISHED)
+            if finished >= self.total:
+                break
+            pending = counts[TrialState.RUNNING] + counts[TrialState.WAITING]
+            if finished + pending >= self.total and counts[TrialState.WAITING] == 0:
+                # The remaining trials are running elsewhere; wait in case one of them dies and is re-queued.
+                logger.info("study %s: %d finished, %d running in other workers; waiting", self.name, finished,
+                            counts[TrialState.RUNNING])
+                time.sleep(POLL_S)
+                optuna.storages.fail_stale_trials(self.study)
+                self.recover_dead_local_trials()
+                continue
+            logger.info("study %s: trial %d/%d", self.name, finished + 1, self.total)
+            try:
+                self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
+                                    show_progress_bar=False)
+            except KeyboardInterrupt:
+                self._requeue_interrupted()
+                raise
+        return self.summary()
+
+    def summary(self) -> TuneSummary:
+        finished = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        best = max(finished, key=lambda t: t.value) if finished else None
+        return TuneSummary(self.name, sum(self.counts()[s] for s in FINISHED), self.total,
+                           best.value if best else None, best.params if best else None)
+
+    def _requeue_interrupted(self) -> None:
+        interrupted = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                       if t.user_attrs.get("worker") == self.worker and not t.user_attrs.get("surplus")
+                       and not t.user_attrs.get("requeued")]
+        for trial in interrupted[-1:]:
+            self.study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
+            retry_callback()(self.study, self.study._storage.get_trial(trial._trial_id))
+            logger.warning("interrupted: trial %d recorded as FAIL and re-queued; rerun to resume", trial.number)
+
+    def _is_surplus(self, trial: optuna.Trial) -> bool:
+        ahead = self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        return sum(1 for t in ahead if t.number < trial.number) >= self.total
+
+    def _objective(self, trial: optuna.Trial) -> float:
+        if self._is_surplus(trial):
+            trial.set_user_attr("surplus", True)
+            raise _SurplusTrial()
+        e = self.experiment
+        trial.set_user_attr("worker", self.worker)
+        params = e.search_space.suggest(trial)
+        inherited: dict[str, dict] = dict(trial.user_attrs.get("folds", {}))
+        trial_seed = derive_seed(self.seed, trial.number)
+        trial.set_user_attr("seed", trial_seed)
+        logger.info("trial %d params %s%s", trial.number, params,
+                    f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")
+        run_id = self.results.start_run(
+            kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.name,
+            params=params, config=_config(e, self.sampler_name), seed=trial_seed, split_hash=e.splits.hash,
+            provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
+        )
+        done = {int(k): v for k, v in inherited.items()}
+
+        def on_fold_done(result: FoldResult) -> None:
+            self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
+                                     result.seconds, result.best_metrics)
+            self.results.record_epochs(run_id, result.fold, result.curve)
+            done[result.fold] = _fold_summary(result)
+            trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
+            self._report(trial, done)
+
+        todo = [f for f in range(e.protocol.num_folds) if f not in done]
+        try:
+            run_folds(e.trainer(params), e.fold_run, seed=trial_seed, folds=todo, on_fold_done=on_fold_done)
+        except optuna.TrialPruned:
+            self.results.finish_run(run_id, "pruned")
+            logger.info("trial %d pruned after %d folds", trial.number, len(done))
+            raise
+        except BaseException:
+            self.results.finish_run(run_id, "failed")
+            raise
+        value = sum(d["map_at_r"] for d in done.values()) / len(done)
+        self.results.finish_run(run_id, "complete", objective=value)
+        logger.info("trial %d: mean validation MAP@R %.4f", trial.number, value)
+        return value
+
+    def _report(self, trial: optuna.Trial, done: dict) -> None:
+        running_mean = sum(d["map_at_r"] for d in done.values()) / len(done)
+        trial.report(running_mean, step=len(done))
+        if len(done) < self.experiment.protocol.num_folds and trial.should_prune():
+            raise optuna.TrialPruned()
+
+
+def _fold_summary(result: FoldResult) -> dict:
+    m = result.best_metrics
+    return {"map_at_r": m["mean_average_precision_at_r"], "r_precision": m["r_precision"],
+            "precision_at_1": m["precision_at_1"], "best_epoch": result.best_epoch, "status": result.status}
+
+
+def _config(e: Experiment, sampler: str) -> dict:
+    return {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
+            "search_space": e.search_space.fingerprint(), "sampler": sampler}
+
+
+def _existing_trial_count(storage, name: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,139 @@
+"""``test``: retrain the study's best configuration ``reproductions`` times and evaluate on the test classes.
+
+Each reproduction trains the 4 fold models with its own seed, then embeds the test set with each fold's best
+checkpoint: **separated-128** averages the 4 models' metrics, **concatenated-512** evaluates the 4 L2-normalised
+128-d embeddings concatenated. A reproduction is stored in one transaction once both are known, so an interrupted
+test resumes at the first missing reproduction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from benchmark.errors import UserError
+from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
+from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.results import ResultsStore, collect_provenance, summarize_test_results
+from benchmark.training.device import describe_device
+from benchmark.training.experiment import Experiment
+from benchmark.training.fold import FoldTrainer
+from benchmark.training.run import run_folds
+from benchmark.training.seeding import derive_seed
+from benchmark.tuning.storage import open_storage
+from benchmark.tuning.study import study_name
+
+logger = logging.getLogger(__name__)
+
+MODES = ("separated_128", "concatenated_512")
+# Reproduction seeds live in their own range so they never coincide with tuning-trial seeds.
+_REPRODUCTION_SEED_OFFSET = 1_000_000
+
+
+def best_params(storage_url: str, name: str) -> dict:
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+    except KeyError:
+        raise UserError(f"no study {name!r} in {storage_url}; run `benchmark tune` first") from None
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise UserError(f"study {name!r} has no completed trial yet; run `benchmark tune` first")
+    return dict(study.best_trial.params)
+
+
+class TestSet:
+    """The test classes' images; query = reference, except In-Shop's query -> gallery retrieval."""
+
+    def __init__(self, experiment: Experiment):
+        dataset = experiment.dataset
+        labels = dataset.labels
+        if dataset.query_mask is not None:
+            self.query = np.flatnonzero(dataset.query_mask)
+            self.reference = np.flatnonzero(dataset.gallery_mask)
+        else:
+            self.query = np.flatnonzero(np.isin(labels, np.asarray(experiment.splits.test)))
+            self.reference = None
+        self.paths = dataset.paths
+        self.labels = labels
+
+
+def run_test(experiment: Experiment, storage_url: str, results_url: str, reproductions: int, seed: int) -> pd.DataFrame:
+    e = experiment
+    name = study_name(e.dataset_name, e.loss_name, e.protocol.name)
+    params = best_params(storage_url, name)
+    results = ResultsStore(results_url)
+    done = results.completed_reproductions(name)
+    trainer = e.trainer(params)
+    test_set = TestSet(e)
+    for reproduction in range(reproductions):
+        if reproduction in done:
+            logger.info("reproduction %d/%d already stored", reproduction + 1, reproductions)
+            continue
+        logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
+        rep_seed = derive_seed(seed, _REPRODUCTION_SEED_OFFSET + reproduction)
+        run_id = results.start_run(
+            kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.name,
+            params=params, config={"protocol": e.protocol.to_dict(), "weights": e.weights,
+                                   "split_scheme": e.splits.scheme},
+            seed=rep_seed, split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
+            reproduction=reproduction,
+        )
+        try:
+            folds = run_folds(trainer, e.fold_run, seed=rep_seed)
+            for fold in folds:
+                results.record_fold(run_id, fold.fold, fold.status, fold.best_epoch, fold.epochs_trained,
+                                    fold.seconds, fold.best_metrics)
+                results.record_epochs(run_id, fold.fold, fold.curve)
+            metrics = evaluate_test(trainer, [f.state for f in folds], test_set, e.recall_at)
+        except BaseException:
+            results.finish_run(run_id, "failed")
+            raise
+        results.record_test_metrics(run_id, name, e.dataset_name, e.loss_name, e.protocol.name, reproduction,
+                                    rep_seed, metrics)
+        logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
+                    metrics["separated_128"]["mean_average_precision_at_r"],
+                    metrics["concatenated_512"]["mean_average_precision_at_r"])
+    summary = summarize_test_results(results_url)
+    return summary[summary["study_name"] == name]
+
+
+def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, recall_at) -> dict[str, dict]:
+    """Separated-128 (each fold model alone, metrics averaged) and concatenated-512 metrics on the test set."""
+    per_model = []  # (query embeddings, reference embeddings or None), L2-normalised, one per fold model
+    for state in states:
+        model = trainer.build_model()
+        model.load_state_dict(state["model"])
+
+        def embed(indices, model=model):
+            loader = trainer.eval_loader([test_set.paths[i] for i in indices], test_set.labels[indices])
+            embeddings, _ = compute_embeddings(model, loader, trainer.device)
+            return embeddings
+
+        per_model.append((embed(test_set.query),
+                          None if test_set.reference is None else embed(test_set.reference)))
+    query_labels = test_set.labels[test_set.query]
+    reference_labels = None if test_set.reference is None else test_set.labels[test_set.reference]
+
+    def score(query, reference):
+        return retrieval_metrics(query, query_labels, reference, reference_labels, recall_at=recall_at)
+
+    separated = [score(*_normalized(q, r)) for q, r in per_model]
+    concatenated = score(
+        concatenate_normalized([q for q, _ in per_model]),
+        None if test_set.reference is None else concatenate_normalized([r for _, r in per_model]),
+    )
+    return {"separated_128": _average(separated), "concatenated_512": concatenated}
+
+
+def _normalized(query, reference):
+    return concatenate_normalized([query]), None if reference is None else concatenate_normalized([reference])
+
+
+def _average(metrics: list[dict]) -> dict:
+    averaged = {key: float(np.mean([m[key] for m in metrics])) for key in metrics[0] if key != "recall_at_k"}
+    averaged["recall_at_k"] = {k: float(np.mean([m["recall_at_k"][k] for m in metrics]))
+                               for k in metrics[0]["recall_at_k"]}
+    return averaged

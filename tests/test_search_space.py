@@ -1,0 +1,239 @@
+"""Search-space files: their ranges are MLRC's (read from the reference CSVs); bad files or values are UserErrors."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.search_space import ENV_VAR, available_losses, default_directory, load_search_space
+
+REFERENCE = Path(__file__).resolve().parent.parent / "benchmark" / "reference"
+MLRC_DATASETS = ("cub200", "cars196", "sop")
+NOT_IN_MLRC = {"proxy_anchor", "circle"}
+
+
+def _rows(name: str) -> list[dict]:
+    with open(REFERENCE / name, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _mlrc_ranges() -> dict[tuple[str, str], dict]:
+    return {(row["loss"], row["param"]): row for row in _rows("mlrc_search_spaces.csv")}
+
+
+# -- the data matches the reference CSVs -----------------------------------------------------------------------
+def test_every_mlrc_loss_has_a_file_and_the_extra_losses_too():
+    mlrc_losses = {row["loss"] for row in _rows("mlrc_search_spaces.csv")}
+    assert set(available_losses()) == mlrc_losses | NOT_IN_MLRC
+    assert len(mlrc_losses) == 13
+
+
+@pytest.mark.parametrize("dataset", MLRC_DATASETS + ("synthetic",))
+def test_ranges_match_the_mlrc_csv(dataset):
+    ranges = _mlrc_ranges()
+    for loss in {loss for loss, _ in ranges}:
+        space = load_search_space(loss, dataset)
+        assert set(space.params) == {param for l, param in ranges if l == loss}, loss
+        for name, spec in space.params.items():
+            row = ranges[(loss, name)]
+            low, high, tune = float(row["low"]), float(row["high"]), True
+            note = row["dataset_overrides"]
+            for ds, key, value in re.findall(r"(\w+): (low|high) ([-\d.e]+)", note):
+                if ds == dataset:
+                    low, high = (float(value), high) if key == "low" else (low, float(value))
+            if f"{dataset}: not tuned" in note:
+                tune = False
+            assert spec.tune is tune, (loss, name)
+            assert math.isclose(spec.low, low) and math.isclose(spec.high, high), (loss, name, spec.low, spec.high)
+            assert spec.log is (row["scale"] == "log"), (loss, name)
+            assert spec.type == ("int" if row["scale"] == "int" else "float"), (loss, name)
+            assert spec.unit == ("degrees" if note == "degrees" else None), (loss, name)
+
+
+def test_defaults_by_dataset_are_mlrc_optima():
+    for row in _rows("mlrc_optimal_hparams.csv"):
+        for dataset in MLRC_DATASETS:
+            spec = load_search_space(row["loss"], dataset).params[row["param"]]
+            if row[dataset] == "":  # MLRC did not tune it there (SoftTriple's reg_weight on SOP): fixed at 0
+                assert spec.tune is False and spec.default == 0
+            else:
+                assert math.isclose(spec.default, float(row[dataset]), rel_tol=1e-9), (row, dataset)
+
+
+def test_every_default_lies_in_its_range_and_non_mlrc_losses_cite_their_papers():
+    for loss in available_losses():
+        for dataset in MLRC_DATASETS + ("synthetic",):
+            space = load_search_space(loss, dataset)
+            assert space.source
+            for spec in space.params.values():
+                if spec.tune:
+                    assert spec.low <= spec.default <= spec.high, (loss, dataset, spec)
+    assert "CVPR 2020" in load_search_space("proxy_anchor", "cub200").source
+    assert load_search_space("proxy_anchor", "cub200").defaults() == {"loss_lr": 1e-2, "alpha": 32.0, "margin": 0.1}
+    assert load_search_space("circle", "cub200").defaults() == {"m": 0.4, "gamma": 80.0}
+
+
+def test_dataset_overrides_apply_to_that_dataset_only():
+    assert load_search_space("ntxent", "cub200").params["temperature"].low == pytest.approx(1e-4)
+    assert load_search_space("ntxent", "cars196").params["temperature"].low == pytest.approx(1e-5)
+    assert load_search_space("multi_similarity", "cub200").params["alpha"].low == pytest.approx(0.001)
+    assert load_search_space("arcface", "sop").params["scale"].high == 300
+    assert load_search_space("arcface", "cub200").params["scale"].high == 200
+    # Datasets MLRC never tuned get the paper defaults and MLRC's generic ranges.
+    synthetic = load_search_space("arcface", "synthetic")
+    assert synthetic.defaults() == {"loss_lr": pytest.approx(2.01e-3), "margin": 28.6, "scale": 64.0}
+
+
+# -- user values ---------------------------------------------------------------------------------------------------
+def test_coerce_types_values_and_checks_the_domain_not_the_range():
+    space = load_search_space("ntxent", "cub200")
+    assert space.coerce({"temperature": "0.5"}) == {"temperature": 0.5}
+    assert space.coerce({"temperature": "500"}) == {"temperature": 500.0}  # beyond the search range: allowed
+    with pytest.raises(UserError, match=r"temperature=-0.1 is outside the loss's domain \(0, inf\)"):
+        space.coerce({"temperature": "-0.1"})
+    with pytest.raises(UserError, match="temperature='abc' is not a number"):
+        space.coerce({"temperature": "abc"})
+    with pytest.raises(UserError, match="expected a finite number"):
+        space.coerce({"temperature": "nan"})
+    with pytest.raises(UserError, match=r"unknown parameter\(s\) temp for loss ntxent; valid: temperature"):
+        space.coerce({"temp": "0.1"})
+
+    fastap = load_search_space("fastap", "cub200")
+    value = fastap.coerce({"num_bins": "40"})["num_bins"]
+    assert value == 40 and isinstance(value, int)
+    with pytest.raises(UserError, match="expected an integer"):
+        fastap.coerce({"num_bins": "4.5"})
+    with pytest.raises(UserError, match=r"degrees is outside the loss's domain \[0, 180\)"):
+        load_search_space("arcface", "cub200").coerce({"margin": "200"})
+
+
+def test_with_overrides_changes_ranges_scale_and_fixes_values():
+    space = load_search_space("proxy_anchor", "cub200")
+    changed = space.with_overrides({"alpha": "1:64:log", "margin": "0.2", "loss_lr": "1e-4:1e-2"})
+    assert (changed.params["alpha"].low, changed.params["alpha"].high, changed.params["alpha"].log) == (1, 64, True)
+    assert changed.params["margin"].tune is False and changed.params["margin"].default == 0.2
+    assert changed.params["loss_lr"].log is True  # keeps the file's scale
+    assert space.params["alpha"].high == 128  # the original is untouched
+    assert changed.fingerprint() != space.fingerprint()
+    for bad, message in [
+        ({"alpha": "64:1"}, "low 64 > high 1"),
+        ({"alpha": "1:64:cubic"}, "must be 'log' or 'linear'"),
+        ({"margin": "-1:1:log"}, "outside the loss's domain"),
+        ({"alpha": "1:2:3:4"}, "expected low:high"),
+        ({"nope": "1:2"}, r"unknown parameter\(s\) nope for loss proxy_anchor; valid: loss_lr, alpha, margin"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            space.with_overrides(bad)
+
+
+def test_suggest_samples_inside_the_ranges_and_keeps_fixed_parameters():
+    space = load_search_space("soft_triple", "sop")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        values = space.suggest(trial)
+        assert set(values) == set(space.params)
+        assert values["reg_weight"] == 0.0 and "reg_weight" not in trial.params  # not tuned on SOP
+        for name, spec in space.params.items():
+            if spec.tune:
+                assert spec.low <= values[name] <= spec.high
+                assert trial.distributions[name].log is spec.log
+        study.tell(trial, 0.0)
+    assert 100 < max(t.params["la"] for t in study.trials) <= 200  # SOP's wider la range is sampled
+
+
+def test_fingerprint_is_stable_and_tracks_ranges_only(tmp_path):
+    assert load_search_space("arcface", "cub200").fingerprint() == load_search_space("arcface", "cub200").fingerprint()
+    assert load_search_space("arcface", "cub200").fingerprint() != load_search_space("arcface", "sop").fingerprint()
+    # Different optima but the same ranges: the same search.
+    assert load_search_space("arcface", "cub200").fingerprint() == load_search_space("arcface", "cars196").fingerprint()
+    text = (default_directory() / "triplet.yaml").read_text()
+    (tmp_path / "triplet.yaml").write_text(text.replace("triplet should exceed", "triplet must exceed"))
+    edited = load_search_space("triplet", "cub200", tmp_path)
+    assert edited.fingerprint() == load_search_space("triplet", "cub200").fingerprint()
+
+
+# -- file validation -----------------------------------------------------------------------------------------------
+_GOOD = """\
+source: test
+params:
+  alpha:
+    type: float
+    low: 1
+    high: 10
+    log: true
+    default: 2
+  kind:
+    type: categorical
+    choices: [a, b]
+    default: a
+dataset_overrides:
+  cub200:
+    alpha: {low: 2}
+defaults_by_dataset:
+  cub200: {alpha: 5}
+"""
+
+
+def _write(tmp_path, text, name="toy"):
+    (tmp_path / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+def test_a_good_file_loads_with_categoricals_and_overrides(tmp_path):
+    space = load_search_space("toy", "cub200", _write(tmp_path, _GOOD))
+    assert space.defaults() == {"alpha": 5.0, "kind": "a"}
+    assert space.params["alpha"].domain.low == 0  # log scale implies a positive domain
+    assert space.coerce({"kind": "b"}) == {"kind": "b"}
+    with pytest.raises(UserError, match="kind='c': expected one of a, b"):
+        space.coerce({"kind": "c"})
+    assert space.with_overrides({"kind": "b"}).params["kind"].default == "b"
+    assert load_search_space("toy", "cars196", tmp_path).defaults() == {"alpha": 2.0, "kind": "a"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("high: 10", "high: 0.5"), "params.alpha: low 1 > high 0.5"),
+        (lambda t: t.replace("low: 1\n", "low: 0\n"), "params.alpha: a log-scale range needs low > 0, got 0"),
+        (lambda t: t.replace("default: 2", "default: 20"), r"params.alpha.default: 20 is outside the range \[1, 10\]"),
+        (lambda t: t.replace("type: float", "type: double"), "params.alpha: type 'double' is not one of float, int"),
+        (lambda t: t.replace("source: test", "source: test\nschedule: x"), r"unknown key\(s\) schedule"),
+        (lambda t: t.replace("log: true", "log: true\n    lgo: 1"), r"params.alpha: unknown key\(s\) lgo"),
+        (lambda t: t.replace("alpha: {low: 2}", "beta: {low: 2}"), "dataset_overrides.cub200.beta: unknown parameter"),
+        (lambda t: t.replace("alpha: {low: 2}", "alpha: {low: 6}"), r"cub200.alpha: 5 is outside the range \[6, 10\]"),
+        (lambda t: t.replace("{alpha: 5}", "{alpha: five}"), "defaults_by_dataset.cub200.alpha: expected a number"),
+        (lambda t: t.replace("default: a", "default: c"), "params.kind.default: 'c' is not one of the choices"),
+        (lambda t: t.replace("source: test\n", ""), "missing 'source'"),
+        (lambda t: t.replace("log: true", "log: true\n    domain: (5, inf)"), r"leaves the domain \(5, inf\)"),
+        (lambda t: t.replace("log: true", "log: true\n    domain: 0..inf"), "is not an interval"),
+        (lambda t: "loss: other\n" + t, "loss 'other' does not match the file name 'toy'"),
+        (lambda t: t.replace("params:", "params: [\n"), "malformed YAML at line"),
+    ],
+)
+def test_malformed_files_are_user_errors_naming_the_file_and_problem(tmp_path, edit, message):
+    directory = _write(tmp_path, edit(_GOOD))
+    with pytest.raises(UserError, match=message) as info:
+        load_search_space("toy", "sop", directory)  # every dataset section is checked, not just the one asked for
+    text = str(info.value)
+    assert text.startswith(str(tmp_path / "toy.yaml")) and "\n" not in text
+
+
+def test_unknown_loss_lists_the_available_ones(tmp_path):
+    with pytest.raises(UserError, match="unknown loss 'nope'; expected one of: .*arcface.*triplet"):
+        load_search_space("nope", "cub200")
+    with pytest.raises(UserError, match="does not exist"):
+        available_losses(tmp_path / "missing")
+
+
+def test_environment_variable_points_at_another_folder(tmp_path, monkeypatch):
+    _write(tmp_path, _GOOD)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert available_losses() == ("toy",)
+    assert load_search_space("toy", "cub200").path == tmp_path / "toy.yaml"
