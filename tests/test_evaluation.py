@@ -194,8 +194,6 @@ def test_compute_embeddings_eval_mode_unnormalised_and_restores_mode():
 # -- the CLI ---------------------------------------------------------------------------------------------------
 
 def run_cli(args, monkeypatch, capsys):
-    # Only this module's subcommand, so the test does not depend on the others importing.
-    monkeypatch.setattr(cli, "_COMMANDS", ("evaluate",))
     code = cli.main(args)
     return code, capsys.readouterr()
 

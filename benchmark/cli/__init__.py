@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # Optuna's own messages go through our handler and obey --quiet; its experimental-API notices (heartbeats,
+    # retry callback) are about Optuna's stability promises, not something a user can act on.
+    import warnings
+
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import torch
 
 from benchmark.evaluation.knn import l2_normalize
 
-__all__ = ["compute_embeddings", "l2_normalize"]
+__all__ = ["compute_embeddings", "concatenate_normalized", "l2_normalize"]
 
 
 @torch.no_grad()
@@ -33,3 +33,8 @@ def compute_embeddings(model: torch.nn.Module, loader, device: torch.device) -> 
     if not embeddings:
         raise ValueError("the loader yielded no batches")
     return torch.cat(embeddings).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def concatenate_normalized(parts: list[np.ndarray]) -> np.ndarray:
+    """MLRC's concatenated embedding: each model's embedding L2-normalised, then side by side ([N, sum of D])."""
+    return np.concatenate([l2_normalize(np.asarray(part, dtype=np.float32)) for part in parts], axis=1)

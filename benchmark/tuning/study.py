@@ -71,6 +71,7 @@ class Tuner:
         self.study = self._create_or_load(make_sampler(sampler, experiment.search_space, sampler_seed, pruned=pruner != "none"),
                                           make_pruner(pruner))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._current_trial_id: int | None = None  # the trial this process is training, for an interrupt
 
     # -- study -----------------------------------------------------------------------------------------------
     def _create_or_load(self, sampler, pruner) -> optuna.Study:
@@ -130,6 +131,7 @@ class Tuner:
                 self.recover_dead_local_trials()
                 continue
             logger.info("study %s: trial %d/%d", self.name, finished + 1, self.total)
+            self._current_trial_id = None
             try:
                 self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
                                     show_progress_bar=False)
@@ -145,12 +147,11 @@ class Tuner:
                            best.value if best else None, best.params if best else None)
 
     def _requeue_interrupted(self) -> None:
-        interrupted = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                       if t.user_attrs.get("worker") == self.worker and not t.user_attrs.get("surplus")
-                       and not t.user_attrs.get("requeued")]
-        for trial in interrupted[-1:]:
-            self.study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
-            retry_callback()(self.study, self.study._storage.get_trial(trial._trial_id))
+        if self._current_trial_id is None:
+            return
+        trial = self.study._storage.get_trial(self._current_trial_id)
+        if trial.state == TrialState.FAIL:
+            retry_callback()(self.study, trial)
             logger.warning("interrupted: trial %d recorded as FAIL and re-queued; rerun to resume", trial.number)
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
@@ -162,6 +163,7 @@ class Tuner:
             trial.set_user_attr("surplus", True)
             raise _SurplusTrial()
         e = self.experiment
+        self._current_trial_id = trial._trial_id
         trial.set_user_attr("worker", self.worker)
         params = e.search_space.suggest(trial)
         inherited: dict[str, dict] = dict(trial.user_attrs.get("folds", {}))

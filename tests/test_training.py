@@ -1,0 +1,160 @@
+"""The fold trainer: learning, reproducibility, checkpoints, a non-finite loss, and class hygiene."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import protocol_for
+from benchmark.evaluation.embed import compute_embeddings
+from benchmark.losses import LossBundle
+from benchmark.search_space import load_search_space
+from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
+from benchmark.training.experiment import Experiment
+from benchmark.training.fold import fold_data
+from _tiny import TINY_PROTOCOL, generate_synthetic
+
+
+def make_experiment(data_root, loss="multi_similarity", **protocol):
+    settings = {"iterations_per_epoch": 2, "max_epochs": 2, "patience": 2, **protocol}
+    return Experiment.create(
+        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **settings),
+        search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
+        weights="none",
+    )
+
+
+def train_fold(experiment, params=None, fold=0, seed=0):
+    space = experiment.search_space
+    trainer = experiment.trainer({**space.defaults(), **space.coerce(params or {})})
+    data = fold_data(experiment.fold_run.paths, experiment.fold_run.labels, experiment.splits, fold)
+    return trainer, data, trainer.train(data, seed)
+
+
+def test_folds_never_contain_test_classes(tiny_env, tiny_data_root):
+    experiment = make_experiment(tiny_data_root)
+    test_classes = set(experiment.splits.test)
+    for fold in range(4):
+        data = fold_data(experiment.fold_run.paths, experiment.fold_run.labels, experiment.splits, fold)
+        val_classes = set(data.val_labels.tolist())
+        assert val_classes == set(experiment.splits.folds[fold].val)
+        assert not val_classes & test_classes
+        # Training labels are remapped to 0..C-1 over exactly the fold's training classes.
+        assert sorted(set(data.train_labels.tolist())) == list(range(len(experiment.splits.folds[fold].train)))
+        train_paths = {str(p) for p in data.train_paths}
+        test_paths = {str(p) for p, y in zip(experiment.fold_run.paths, experiment.fold_run.labels)
+                      if y in test_classes}
+        assert not train_paths & test_paths
+
+
+def test_same_seed_same_numbers_on_cpu(tiny_env, tiny_data_root):
+    experiment = make_experiment(tiny_data_root)
+    _, _, first = train_fold(experiment, seed=5)
+    _, _, again = train_fold(experiment, seed=5)
+    _, _, other = train_fold(experiment, seed=6)
+    losses = [row["loss"] for row in first.curve[1:]]
+    assert losses == [row["loss"] for row in again.curve[1:]]
+    assert first.best_metrics == again.best_metrics
+    for key in first.state["model"]:
+        assert torch.equal(first.state["model"][key], again.state["model"][key])
+    assert losses != [row["loss"] for row in other.curve[1:]]
+
+
+def test_checkpoint_reloads_to_identical_embeddings(tiny_env, tiny_data_root, tmp_path):
+    experiment = make_experiment(tiny_data_root, loss="proxy_anchor", save_interval=1)
+    trainer, data, result = train_fold(experiment, {"loss_lr": "0.001"})
+    save_checkpoint(tmp_path / "best.pt", result.state, {"fold": 0})
+    loaded = load_checkpoint(tmp_path / "best.pt")
+    assert loaded["meta"] == {"fold": 0}
+    assert set(loaded["loss"]) == set(result.state["loss"])  # the proxies are saved too
+    live, reloaded = trainer.build_model(), trainer.build_model()
+    live.load_state_dict(result.state["model"])
+    reloaded.load_state_dict(loaded["model"])
+    loader = trainer.eval_loader(data.val_paths, data.val_labels)
+    expected, _ = compute_embeddings(live, loader, trainer.device)
+    actual, _ = compute_embeddings(reloaded, loader, trainer.device)
+    np.testing.assert_array_equal(actual, expected)
+    # ...and the reloaded checkpoint reproduces the validation metrics recorded at the best epoch.
+    assert trainer.validate(reloaded, loader) == result.best_metrics
+
+
+def test_nonfinite_loss_ends_the_fold_with_a_status(tiny_env, tiny_data_root, monkeypatch):
+    original = LossBundle.compute
+
+    def nan_loss(self, embeddings, labels):
+        return original(self, embeddings, labels) * float("nan")
+
+    monkeypatch.setattr(LossBundle, "compute", nan_loss)
+    experiment = make_experiment(tiny_data_root, max_epochs=5, patience=5)
+    _, _, result = train_fold(experiment)
+    assert result.status == "nonfinite_loss"
+    assert result.epochs_trained == 1
+    assert result.best_epoch == 0 and result.best_metrics == result.untrained_metrics
+    assert np.isnan(result.curve[-1]["loss"])
+
+
+def test_curve_records_loss_metrics_learning_rates_and_scale(tiny_env, tiny_data_root):
+    experiment = make_experiment(tiny_data_root, loss="proxy_anchor", save_interval=1)
+    _, _, result = train_fold(experiment, {"alpha": "24", "loss_lr": "0.002"})
+    assert [row["epoch"] for row in result.curve] == [0, 1, 2]
+    assert result.curve[0]["loss"] is None and result.curve[1]["loss"] > 0
+    assert all(0 <= row["val_map_at_r"] <= 1 for row in result.curve)
+    assert result.curve[1]["lrs"] == {"model": 1e-3, "loss": 0.002}
+    assert all(row["scale"] == 24.0 for row in result.curve)
+
+
+@pytest.fixture(scope="module")
+def learnable_data_root(tmp_path_factory):
+    """60 classes x 12 images: big enough for a few dozen steps to learn visibly."""
+    return generate_synthetic(tmp_path_factory.mktemp("learnable"), "60x12")
+
+
+@pytest.mark.parametrize("loss, params", [
+    ("proxy_anchor", {"loss_lr": "0.001"}),
+    ("multi_similarity", {}),
+    ("arcface", {"loss_lr": "0.001", "scale": "16", "margin": "10"}),
+    ("contrastive", {"pos_margin": "0", "neg_margin": "0.5"}),
+])
+def test_training_beats_the_untrained_model(learnable_data_root, monkeypatch, loss, params):
+    monkeypatch.setenv("BENCHMARK_SYNTHETIC_SIZE", "60x12")
+    experiment = make_experiment(learnable_data_root, loss=loss, iterations_per_epoch=12, max_epochs=4,
+                                 save_interval=4, patience=4)
+    _, _, result = train_fold(experiment, params)
+    untrained = result.untrained_metrics["mean_average_precision_at_r"]
+    trained = result.best_metrics["mean_average_precision_at_r"]
+    assert result.best_epoch == 4
+    assert trained > untrained + 0.05, (untrained, trained)
+
+
+def test_run_command_prints_every_fold(tiny_env, capsys):
+    code = main(["-q", "run", "--loss", "multi_similarity", "--dataset", "synthetic", *TINY_PROTOCOL,
+                 "--param", "alpha=3", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [f["fold"] for f in out["folds"]] == [0, 1, 2, 3]
+    assert out["params"]["alpha"] == 3.0
+    assert out["mean_val_map_at_r"] == pytest.approx(np.mean([f["best"]["mean_average_precision_at_r"]
+                                                              for f in out["folds"]]))
+    assert all(f["best"]["mean_average_precision_at_r"] >= f["untrained"]["mean_average_precision_at_r"]
+               for f in out["folds"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "nope"], "nope"),
+    (["--loss", "multi_similarity", "--param", "alpha=-1"], "alpha"),
+    (["--loss", "multi_similarity", "--param", "gamma=1"], "gamma"),
+    (["--loss", "multi_similarity", "--set", "max_epochs=zero"], "max_epochs"),
+    (["--loss", "multi_similarity", "--folds", "7"], "--folds"),
+    (["--loss", "multi_similarity", "--device", "cuda:3"], "cuda"),
+])
+def test_run_bad_input_is_one_line_exit_2(tiny_env, capsys, args, message):
+    if "cuda:3" in args and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    code = main(["run", "--dataset", "synthetic", "--protocol", "quick", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
