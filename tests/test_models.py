@@ -26,7 +26,7 @@ def empty_weight_dirs(tmp_path, monkeypatch):
     ("bninception", 227, 1024),
     ("resnet50", 64, 2048),
     ("googlenet", 64, 1024),
-    ("small_cnn", 32, 256),
+    ("small_cnn", 32, 128),
 ])
 def test_trunk_output_shapes(name, size, dim):
     torch.manual_seed(0)
@@ -130,13 +130,13 @@ def test_bad_weight_files_are_user_errors(tmp_path):
 
 
 def test_small_cnn_has_no_imagenet_weights_and_starts_random(empty_weight_dirs):
-    assert build_trunk("small_cnn", "imagenet").output_dim == 256
+    assert build_trunk("small_cnn", "imagenet").output_dim == 128
 
 
 def test_embedding_model_outputs_raw_embeddings():
     model = build_model(protocol_for("quick", "cub200", embedding_size=64), weights="none").eval()
     assert isinstance(model, EmbeddingModel)
-    assert model.embedder.in_features == 256 and model.embedder.out_features == 64
+    assert model.embedder.in_features == 128 and model.embedder.out_features == 64
     with torch.no_grad():
         embeddings = model(torch.rand(3, 3, 32, 32))
     assert embeddings.shape == (3, 64)

@@ -42,14 +42,18 @@ class Normalized(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Four conv-BN-ReLU blocks (32-64-128-256 channels) and global average pooling, for 32 px CPU runs."""
+    """Four conv-BN-ReLU blocks (16-32-64-128 channels) and global average pooling, for 32 px CPU runs.
 
-    output_dim = 256
+    Narrow on purpose: ~1000 img/s for a training step on 2 CPU cores (3x the 32-256 version), so the quick
+    preset can afford enough steps per fold to learn.
+    """
+
+    output_dim = 128
 
     def __init__(self):
         super().__init__()
         layers: list[nn.Module] = []
-        channels = (3, 32, 64, 128, 256)
+        channels = (3, 16, 32, 64, 128)
         for i, (c_in, c_out) in enumerate(zip(channels, channels[1:])):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             if i < len(channels) - 2:
