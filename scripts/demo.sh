@@ -9,3 +9,5 @@ common=(--loss proxy_anchor --dataset synthetic --protocol quick)
 "$benchmark" tune "${common[@]}" --trials 3
 "$benchmark" test "${common[@]}" --reproductions 2
 "$benchmark" status
+"$benchmark" report --out reports/index.html
+echo "open reports/index.html in a browser for the leaderboard"

@@ -75,7 +75,7 @@ def test_every_default_lies_in_its_range_and_non_mlrc_losses_cite_their_papers()
                 if spec.tune:
                     assert spec.low <= spec.default <= spec.high, (loss, dataset, spec)
     assert "CVPR 2020" in load_search_space("proxy_anchor", "cub200").source
-    assert load_search_space("proxy_anchor", "cub200").defaults() == {"loss_lr": 1e-2, "alpha": 32.0, "margin": 0.1}
+    assert load_search_space("proxy_anchor", "cub200").defaults() == {"loss_lr": 2e-3, "alpha": 32.0, "margin": 0.1}
     assert load_search_space("circle", "cub200").defaults() == {"m": 0.4, "gamma": 80.0}
 
 

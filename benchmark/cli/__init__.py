@@ -1,4 +1,6 @@
-"""The ``benchmark`` command. Each subcommand lives in its own module with ``register(subparsers)``;
+"""The ``benchmark`` command.
+
+Each subcommand lives in its own module with ``register(subparsers)``;
 its handler receives the parsed arguments, validates them once and calls into the library.
 
 Bad input raises :class:`benchmark.errors.UserError` anywhere below: it is printed as one line and the exit
@@ -16,7 +18,7 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 # Subcommand modules, in the order `benchmark --help` lists them.
-_COMMANDS = ("datasets", "evaluate", "run", "tune", "test", "status")
+_COMMANDS = ("datasets", "evaluate", "run", "tune", "test", "status", "report", "check", "perf")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +29,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="benchmark", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="benchmark",
+        description="Fair benchmarking of deep-metric-learning losses under the 'Metric Learning Reality Check' "
+        "protocol: tune each loss over 4 class-disjoint folds, retrain the best configuration, report test metrics.",
+    )
     parser.add_argument("--version", action="version", version=f"benchmark {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

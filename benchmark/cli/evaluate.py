@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.evaluation.metrics import retrieval_metrics
 
 
 def register(subparsers) -> None:
@@ -60,6 +59,8 @@ def _evaluate(args) -> int:
     if args.reference_embeddings is not None:
         reference = _load(args.reference_embeddings, "reference embeddings")
         reference_labels = _load(args.reference_labels, "reference labels")
+    from benchmark.evaluation.metrics import retrieval_metrics  # faiss: loaded only when needed
+
     metrics = retrieval_metrics(query, labels, reference, reference_labels, recall_at=args.recall_at)
     if args.json:
         print(json.dumps(metrics))

@@ -19,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 import scipy.io
-from pytorch_metric_learning.datasets import CUB, StanfordOnlineProducts
 
 from benchmark.data.dataset import ImageDataset
 from benchmark.data.synthetic import config_from_env, ensure_synthetic
@@ -76,6 +75,8 @@ def _load_cub(data_root: Path) -> ImageDataset:
         candidates.append(data_root)
     root = _locate("cub200", data_root, candidates, ["images.txt", "image_class_labels.txt"])
     try:
+        from pytorch_metric_learning.datasets import CUB  # imports torch: only when the dataset is read
+
         pml = CUB(str(root.parent), split="train+test", download=False)
         listed = sum(1 for line in (root / "images.txt").read_text().splitlines() if line.strip())
     except (OSError, ValueError) as error:
@@ -112,6 +113,8 @@ def _load_sop(data_root: Path) -> ImageDataset:
         candidates.append(data_root)
     root = _locate("sop", data_root, candidates, ["Ebay_train.txt", "Ebay_test.txt"])
     try:
+        from pytorch_metric_learning.datasets import StanfordOnlineProducts  # imports torch: only when read
+
         pml = StanfordOnlineProducts(str(root.parent), split="train+test", download=False)
     except (OSError, ValueError, IndexError) as error:
         raise UserError(f"sop: cannot read {root}/Ebay_train.txt and Ebay_test.txt: {error}") from None

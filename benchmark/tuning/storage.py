@@ -22,6 +22,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 from sqlalchemy.engine import make_url
 
 from benchmark.errors import UserError
+from benchmark.results.provenance import redact_url
 from benchmark.results.store import DEFAULT_STORAGE
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,6 @@ def retry_callback() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 
 
-def redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL has no password we could find either
-        return url.split("@")[-1]
-
-
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
@@ -53,7 +47,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"cannot parse storage URL {redact(url)!r}; expected e.g. {DEFAULT_STORAGE}, "
+        raise UserError(f"cannot parse storage URL {redact_url(url)!r}; expected e.g. {DEFAULT_STORAGE}, "
                         "postgresql://user@host/db or journal:///path/file.log") from None
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
@@ -74,13 +68,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             )
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
             if attempt == _CREATE_ATTEMPTS or not _is_creation_race(error):
-                raise UserError(f"cannot open storage {redact(url)}: {_first_line(error)}") from None
+                raise UserError(f"cannot open storage {redact_url(url)}: {_first_line(error)}") from None
             time.sleep(0.5 * attempt)
         except (ImportError, ModuleNotFoundError) as error:
-            raise UserError(f"storage {redact(url)} needs a database driver that is not installed: {error.name}; "
+            raise UserError(f"storage {redact_url(url)} needs a database driver that is not installed: {error.name}; "
                             "for PostgreSQL: pip install '.[postgres]'") from None
         except sqlalchemy.exc.NoSuchModuleError:
-            raise UserError(f"unknown database in storage URL {redact(url)}; expected sqlite, postgresql, mysql "
+            raise UserError(f"unknown database in storage URL {redact_url(url)}; expected sqlite, postgresql, mysql "
                             "or journal") from None
     raise AssertionError("unreachable")
 
@@ -98,4 +92,4 @@ def _ensure_parent(path: Path, url: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the folder for storage {redact(url)}: {error.strerror}") from None
+        raise UserError(f"cannot create the folder for storage {redact_url(url)}: {error.strerror}") from None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.errors import UserError
+from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
@@ -86,11 +86,9 @@ class Tuner:
             study.set_user_attr("protocol", e.protocol.to_dict())
             study.set_user_attr("split_scheme", e.splits.scheme)
             study.set_user_attr("search_space", e.search_space.fingerprint())
-        elif attrs["split_hash"] != e.splits.hash:
-            raise UserError(
-                f"split hash changed: study {self.name} was created on data with split hash {attrs['split_hash']}, "
-                f"the data now gives {e.splits.hash}; restore the data or start a new study (--storage)"
-            )
+        else:
+            check_split_hash(attrs["split_hash"], e.splits.hash)
+        study.set_user_attr("total_trials", self.total)  # the budget the report shows; the latest --trials
         return study
 
     def counts(self) -> dict[TrialState, int]:

@@ -15,10 +15,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
 from benchmark.evaluation.metrics import retrieval_metrics
-from benchmark.results import ResultsStore, collect_provenance, summarize_test_results
+from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldTrainer
@@ -34,11 +35,13 @@ MODES = ("separated_128", "concatenated_512")
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 
 
-def best_params(storage_url: str, name: str) -> dict:
+def best_params(storage_url: str, name: str, split_hash: str) -> dict:
+    """The best trial's parameters, after checking the study was tuned on the same split of the same data."""
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     except KeyError:
-        raise UserError(f"no study {name!r} in {storage_url}; run `benchmark tune` first") from None
+        raise UserError(f"no study {name!r} in {redact_url(storage_url)}; run `benchmark tune` first") from None
+    check_split_hash(study.user_attrs.get("split_hash", split_hash), split_hash)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {name!r} has no completed trial yet; run `benchmark tune` first")
     return dict(study.best_trial.params)
@@ -63,7 +66,7 @@ class TestSet:
 def run_test(experiment: Experiment, storage_url: str, results_url: str, reproductions: int, seed: int) -> pd.DataFrame:
     e = experiment
     name = study_name(e.dataset_name, e.loss_name, e.protocol.name)
-    params = best_params(storage_url, name)
+    params = best_params(storage_url, name, e.splits.hash)
     results = ResultsStore(results_url)
     done = results.completed_reproductions(name)
     trainer = e.trainer(params)

@@ -1,0 +1,46 @@
+"""``benchmark perf``: evaluation, training-loop, image-pipeline and pruning costs against their baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "perf",
+        help="measure the harness's costs against bare baselines (ratios, peak memory) and check the targets",
+        description="Side-by-side measurements in one run: retrieval metrics vs PML and a bare faiss kNN search, "
+        "the trainer's epoch loop vs a bare PyTorch loop, the decoded-image cache vs decoding JPEGs, and tuning "
+        "with the median pruner vs without. Writes a JSON file and prints a table.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="smaller sizes, a few minutes on a CPU; leaves out pruning unless --only names it")
+    size.add_argument("--tiny", action="store_true", help="smoke-test sizes, seconds; the figures mean nothing")
+    parser.add_argument("--json", type=Path, default=Path("results/perf.json"),
+                        help="where to write the results (default: results/perf.json)")
+    parser.add_argument("--only", metavar="SECTION[,SECTION]",
+                        help="run only these of: evaluation, training_loop, image_pipeline, pruning")
+    parser.set_defaults(func=_perf)
+
+
+def _perf(args) -> int:
+    from benchmark.perf import suite
+
+    settings = suite.PRESETS["tiny" if args.tiny else "quick" if args.quick else "full"]
+    if args.only:
+        sections = tuple(part.strip() for part in args.only.split(",") if part.strip())
+        unknown = sorted(set(sections) - set(suite.SECTIONS))
+        if unknown or not sections:
+            raise UserError(f"--only {args.only!r}: expected a comma-separated subset of {', '.join(suite.SECTIONS)}")
+    else:
+        sections = tuple(s for s in suite.SECTIONS if s not in settings.skip)
+    if args.json.exists() and args.json.is_dir():
+        raise UserError(f"--json {args.json} is a directory; expected a file path")
+    results = suite.run(settings, sections)
+    suite.write_json(results, args.json)
+    print(suite.table(results))
+    print(f"\nwritten to {args.json}")
+    return 0

@@ -1,0 +1,51 @@
+"""``benchmark report``: the leaderboard as one offline HTML file (with tuning plots), or as Markdown/CSV/LaTeX.
+
+A storage without any study or test result is an error (one line, exit 2) rather than an empty report.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchmark.cli import _common
+
+FORMATS = ("html", "md", "csv", "latex")
+DEFAULT_HTML = Path("reports/index.html")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write the leaderboard: an offline HTML report, or Markdown/CSV/LaTeX tables",
+        description="html (default): one self-contained file with leaderboards (mean ± 95 %% CI over "
+        "reproductions, MLRC's reference figures), tuning plots per loss and the environment; it opens offline. "
+        "md, csv, latex: the leaderboard tables, to stdout unless --out is given. An empty database is an error "
+        "(exit 2).",
+    )
+    _common.add_storage_args(parser)
+    parser.add_argument("--format", default="html", choices=FORMATS, help="output format (default: html)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output file (default: {DEFAULT_HTML} for html, stdout for the others)")
+    parser.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from benchmark.report import collect, leaderboard, render, to_csv, to_latex, to_markdown
+    from benchmark.report.collect import require_results
+    from benchmark.report.io import write_atomically
+
+    storage, results = _common.storage_urls(args)
+    data = collect(storage, results)
+    require_results(data)
+    if args.format == "html":
+        out = args.out or DEFAULT_HTML
+        write_atomically(out, render(data))
+        print(f"wrote {out}")
+        return 0
+    text = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](leaderboard(data))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(args.out, text)
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,219 @@
+"""``benchmark perf``: the four measurements side by side, their ratios against the targets, one JSON file.
+
+Every comparison is a ratio measured in one run with the two sides alternating, because the absolute times on a
+shared CPU say more about the neighbours than about the code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SECTIONS = ("evaluation", "training_loop", "image_pipeline", "pruning")
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    # (n, dim, classes) per evaluation size, and repeats of each implementation
+    evaluation: tuple[tuple[int, int, int], ...]
+    evaluation_repeats: int
+    training_steps: int
+    training_repeats: int
+    images: int
+    image_repeats: int
+    pruning_size: str
+    pruning_trials: int
+    pruning_seeds: tuple[int, ...]
+    pruning_protocol: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()  # sections not run at this size, with the reason in notes
+
+
+_TINY_FOLDS = {"iterations_per_epoch": 2, "max_epochs": 2, "patience": 2}
+
+PRESETS = {
+    "full": Settings(
+        name="full", evaluation=((8000, 512, 100), (60000, 128, 11000)), evaluation_repeats=3,
+        training_steps=20, training_repeats=10, images=500, image_repeats=3,
+        pruning_size="40x8", pruning_trials=12, pruning_seeds=(0, 1, 2), pruning_protocol=_TINY_FOLDS,
+        notes=("pruning: 12 TPE trials per study on synthetic 40x8 with the quick protocol cut to 2 steps x 2 "
+               "epochs per fold; at that size validation MAP@R differences between configurations are mostly "
+               "noise, so the fold counts test the pruner's bookkeeping more than its judgement",),
+    ),
+    "quick": Settings(
+        name="quick", evaluation=((8000, 512, 100), (20000, 128, 3700)), evaluation_repeats=2,
+        training_steps=10, training_repeats=10, images=200, image_repeats=3,
+        pruning_size="40x8", pruning_trials=12, pruning_seeds=(0, 1, 2), pruning_protocol=_TINY_FOLDS,
+        notes=("evaluation: the SOP-sized case is reduced from 60k x 128 / ~11k classes to 20k x 128 / ~3.7k",
+               "pruning: not run under --quick; 2 x 3 real studies take ~15 min on 2 CPU cores (~3 s a fold "
+               "training); run `benchmark perf --only pruning` for it"),
+        skip=("pruning",),
+    ),
+    # For the smoke test: every code path in seconds; the figures mean nothing.
+    "tiny": Settings(
+        name="tiny", evaluation=((1000, 16, 10),), evaluation_repeats=1,
+        training_steps=1, training_repeats=1, images=4, image_repeats=1,
+        pruning_size="24x4", pruning_trials=1, pruning_seeds=(0,),
+        pruning_protocol={"iterations_per_epoch": 1, "max_epochs": 1, "patience": 1, "num_folds": 1},
+        notes=("tiny: smoke-test sizes, the figures mean nothing",),
+    ),
+}
+
+
+def run(settings: Settings, sections: tuple[str, ...] = SECTIONS) -> dict:
+    """Measure ``sections`` (those in ``settings.skip`` only when named explicitly) and score the targets."""
+    results: dict = {"machine": machine(), "settings": asdict(settings)}
+    for section in SECTIONS:
+        if section not in sections:
+            continue
+        started = time.perf_counter()
+        logger.info("perf: %s", section)
+        results[section] = _MEASURE[section](settings)
+        results[section]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = targets(results)
+    return results
+
+
+def _evaluation(s: Settings) -> dict:
+    from benchmark.perf.metrics_vs_pml import compare
+
+    sizes = {f"{n}x{dim}_{classes}classes": compare(n, classes, dim, s.evaluation_repeats)
+             for n, dim, classes in s.evaluation}
+    return {"sizes": sizes, "note": "seconds are medians over repeats; peak_extra_mib is the child process's "
+            "VmHWM above its RSS just before the call (imports and input excluded)"}
+
+
+def _training_loop(s: Settings) -> dict:
+    from benchmark.perf.training_loop import compare
+
+    return compare(steps=s.training_steps, repeats=s.training_repeats)
+
+
+def _image_pipeline(s: Settings) -> dict:
+    from benchmark.perf.image_pipeline import compare
+
+    with tempfile.TemporaryDirectory(prefix="perf-images-") as tmp:
+        return compare(Path(tmp), s.images, s.image_repeats)
+
+
+def _pruning(s: Settings) -> dict:
+    from benchmark.perf.pruning import compare
+
+    return compare(s.pruning_size, s.pruning_trials, s.pruning_seeds, s.pruning_protocol)
+
+
+_MEASURE = {"evaluation": _evaluation, "training_loop": _training_loop, "image_pipeline": _image_pipeline,
+            "pruning": _pruning}
+
+
+def targets(results: dict) -> dict:
+    """Each target: its threshold, the measured value (worst case over sizes) and whether it is met."""
+    out = {}
+
+    def add(name, target, measured, met):
+        out[name] = {"target": target, "measured": measured, "met": bool(met)}
+
+    if "evaluation" in results:
+        sizes = results["evaluation"]["sizes"].values()
+        worst_knn = max(r["ours_over_knn"] for r in sizes)
+        worst_pml = max(r["ours_over_pml"] for r in sizes)
+        worst_diff = max(r["max_abs_metric_diff"] for r in sizes)
+        worst_mem = min(r["pml_peak_over_ours_peak"] for r in sizes)
+        add("evaluation_time_over_bare_knn", "<= 1.2", worst_knn, worst_knn <= 1.2)
+        add("evaluation_time_over_pml", "<= 0.2", worst_pml, worst_pml <= 0.2)
+        add("evaluation_max_abs_diff_vs_pml", "<= 1e-6", worst_diff, worst_diff <= 1e-6)
+        # "Well under PML's peak": at most half of it.
+        add("evaluation_pml_peak_over_ours", ">= 2", worst_mem, worst_mem >= 2)
+    if "training_loop" in results:
+        ratio = results["training_loop"]["trainer_over_bare"]
+        add("training_loop_over_bare", "<= 1.10", ratio, ratio <= 1.10)
+    if "image_pipeline" in results:
+        ratio = results["image_pipeline"]["cached_over_uncached"]
+        add("image_pipeline_cached_over_uncached", ">= 3", ratio, ratio >= 3)
+    if "pruning" in results:
+        ratio = results["pruning"]["pruned_over_unpruned_folds_to_reach"]
+        add("pruning_folds_to_reach_over_unpruned", "<= 0.6", ratio, ratio is not None and ratio <= 0.6)
+    return out
+
+
+def machine() -> dict:
+    import faiss
+    import pytorch_metric_learning
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {
+        "host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+        "cpu": model, "cpu_count": os.cpu_count(), "load_average_at_start": list(os.getloadavg()),
+        "torch": torch.__version__, "faiss": faiss.__version__, "pytorch_metric_learning":
+        pytorch_metric_learning.__version__, "cuda": torch.cuda.is_available(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def write_json(results: dict, path: Path) -> None:
+    """Atomically: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(results, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def table(results: dict) -> str:
+    """The headline figures and the targets, as plain text."""
+    lines = [f"perf ({results['settings']['name']} sizes) on {results['machine']['cpu']}, "
+             f"{results['machine']['cpu_count']} CPUs"]
+    if "evaluation" in results:
+        lines.append("")
+        lines.append(f"{'evaluation':<28}{'ours s':>9}{'pml s':>9}{'knn s':>9}{'ours MiB':>10}{'pml MiB':>10}"
+                     f"{'max|diff|':>11}")
+        for name, r in results["evaluation"]["sizes"].items():
+            lines.append(f"{name:<28}{r['ours']['seconds']:>9.2f}{r['pml']['seconds']:>9.2f}"
+                         f"{r['knn']['seconds']:>9.2f}{r['ours']['peak_extra_mib']:>10.1f}"
+                         f"{r['pml']['peak_extra_mib']:>10.1f}{r['max_abs_metric_diff']:>11.1e}")
+    if "training_loop" in results:
+        r = results["training_loop"]
+        lines += ["", f"training loop ({r['trunk']}, {r['crop']} px, batch {r['batch_size']}): trainer "
+                      f"{1000 * r['trainer_seconds_per_step']:.1f} ms/step, bare {1000 * r['bare_seconds_per_step']:.1f} "
+                      f"ms/step"]
+    if "image_pipeline" in results:
+        r = results["image_pipeline"]["images_per_second"]
+        lines += ["", f"image pipeline ({results['image_pipeline']['images']} JPEGs): uncached {r['uncached']:.0f} "
+                      f"img/s, cached {r['cached']:.0f} img/s, cache on disk {r['disk']:.0f} img/s"]
+    if "pruning" in results:
+        lines.append("")
+        for e in results["pruning"]["seeds"]:
+            lines.append(f"pruning seed {e['seed']}: target {e['target']:.4f}; folds to reach / total: unpruned "
+                         f"{e['unpruned']['folds_to_reach']}/{e['unpruned']['folds_total']}, median "
+                         f"{e['pruned']['folds_to_reach']}/{e['pruned']['folds_total']} "
+                         f"({e['pruned']['pruned_trials']} trials pruned)")
+    lines += ["", f"{'target':<42}{'wanted':>9}{'measured':>12}  met"]
+    for name, t in results["targets"].items():
+        measured = "n/a" if t["measured"] is None else f"{t['measured']:.3g}"
+        lines.append(f"{name:<42}{t['target']:>9}{measured:>12}  {'yes' if t['met'] else 'NO'}")
+    for note in results["settings"]["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""Everything a report shows, read once from the Optuna storage and the results database.
+
+The leaderboard is one row per (dataset, protocol, loss): the test metrics' mean and 95 % t-interval over
+reproductions in both modes, the tuning budget, and MLRC's published figures where the dataset is one of theirs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from benchmark.errors import UserError
+from benchmark.results import load_epoch_curves, load_runs, summarize_test_results
+from benchmark.tuning.storage import open_storage
+
+logger = logging.getLogger(__name__)
+
+MODES = ("separated_128", "concatenated_512")
+METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
+MODE_LABELS = {"separated_128": "separated-128", "concatenated_512": "concatenated-512"}
+METRIC_LABELS = {"precision_at_1": "P@1", "r_precision": "R-Precision", "mean_average_precision_at_r": "MAP@R"}
+# MLRC searched 50 trials per loss and dataset; a study that does not record its own total is measured against it.
+MLRC_TRIAL_BUDGET = 50
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"
+REFERENCE_DATASETS = ("cub200", "cars196", "sop")
+REFERENCE_SOURCE = (
+    "Musgrave, Belongie, Lim: A Metric Learning Reality Check (ECCV 2020), powerful-benchmarker docs "
+    "(papers/mlrc: optimisation traces and optimal hyperparameters); best 4-fold-mean validation MAP@R of each "
+    "50-trial search"
+)
+
+
+@dataclass
+class StudyData:
+    """One Optuna study with what the report shows about it."""
+
+    name: str
+    dataset: str
+    loss: str
+    protocol: str
+    study: optuna.Study
+    attrs: dict
+    finished: int
+    total: int
+    best_value: float | None
+    best_params: dict | None
+
+
+@dataclass
+class ReportData:
+    storage: str
+    results: str
+    studies: list[StudyData]
+    summary: pd.DataFrame  # summarize_test_results
+    runs: pd.DataFrame  # load_runs
+    curves: pd.DataFrame  # load_epoch_curves
+    reference_mapr: dict = field(default_factory=dict)  # {(loss, dataset): value}
+    reference_hparams: dict = field(default_factory=dict)  # {(loss, dataset): {param: value}}
+
+    @property
+    def empty(self) -> bool:
+        return not self.studies and self.summary.empty
+
+
+def collect(storage_url: str, results_url: str) -> ReportData:
+    """Read the studies and results; a missing SQLite file raises UserError (the read API refuses to create it)."""
+    runs = load_runs(results_url)
+    summary = summarize_test_results(results_url)
+    curves = load_epoch_curves(results_url)
+    studies = _studies(storage_url)
+    mapr, hparams = load_reference()
+    return ReportData(storage_url, results_url, studies, summary, runs, curves, mapr, hparams)
+
+
+def _studies(storage_url: str) -> list[StudyData]:
+    storage = open_storage(storage_url)
+    found = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        attrs = dict(study.user_attrs)
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        best = max(complete, key=lambda t: t.value) if complete else None
+        name = summary.study_name
+        dataset, loss, protocol = _identity(name, attrs)
+        found.append(StudyData(
+            name=name, dataset=dataset, loss=loss, protocol=protocol, study=study, attrs=attrs,
+            finished=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
+            total=int(attrs.get("total_trials") or MLRC_TRIAL_BUDGET),
+            best_value=None if best is None else float(best.value),
+            best_params=None if best is None else dict(best.params),
+        ))
+    return sorted(found, key=lambda s: (s.dataset, s.protocol, s.loss, s.name))
+
+
+def _identity(name: str, attrs: dict) -> tuple[str, str, str]:
+    """(dataset, loss, protocol) from the study's attributes, else from its name ``<dataset>-<loss>-<protocol>``."""
+    parts = name.split("-")
+    protocol = attrs.get("protocol")
+    protocol_name = protocol.get("name") if isinstance(protocol, dict) else protocol
+    return (
+        str(attrs.get("dataset") or (parts[0] if len(parts) == 3 else name)),
+        str(attrs.get("loss") or (parts[1] if len(parts) == 3 else name)),
+        str(protocol_name or (parts[2] if len(parts) == 3 else "?")),
+    )
+
+
+def load_reference() -> tuple[dict, dict]:
+    """MLRC's best validation MAP@R and optimal hyperparameters, keyed by (loss, dataset)."""
+    mapr: dict = {}
+    hparams: dict = {}
+    with open(REFERENCE_DIR / "mlrc_best_val_mapr.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for dataset in REFERENCE_DATASETS:
+                if row.get(dataset):
+                    mapr[(row["loss"], dataset)] = float(row[dataset])
+    with open(REFERENCE_DIR / "mlrc_optimal_hparams.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for dataset in REFERENCE_DATASETS:
+                if row.get(dataset):
+                    hparams.setdefault((row["loss"], dataset), {})[row["param"]] = float(row[dataset])
+    return mapr, hparams
+
+
+def leaderboard(data: ReportData) -> pd.DataFrame:
+    """One row per (dataset, protocol, loss): trials, best validation MAP@R, MLRC's figures and, per mode and
+    metric, ``<mode>/<metric>/{mean,ci_low,ci_high,n}``."""
+    rows: dict[tuple, dict] = {}
+    for s in data.studies:
+        row = rows.setdefault((s.dataset, s.protocol, s.loss), _empty_row(s.dataset, s.protocol, s.loss))
+        row.update(study=s.name, trials_finished=s.finished, trials_total=s.total, best_val_map_at_r=s.best_value)
+    for r in data.summary.itertuples(index=False):
+        if r.mode not in MODES or r.metric not in METRICS:
+            continue
+        row = rows.setdefault((r.dataset, r.protocol, r.loss), _empty_row(r.dataset, r.protocol, r.loss))
+        for part in ("mean", "ci_low", "ci_high", "n"):
+            row[f"{r.mode}/{r.metric}/{part}"] = getattr(r, part)
+    for (dataset, _protocol, loss), row in rows.items():
+        row["mlrc_best_val_map_at_r"] = data.reference_mapr.get((loss, dataset))
+        optimum = data.reference_hparams.get((loss, dataset))
+        row["mlrc_optimal_hparams"] = None if optimum is None else "; ".join(f"{k}={v:g}" for k, v in optimum.items())
+    frame = pd.DataFrame([rows[key] for key in sorted(rows)])
+    return frame
+
+
+def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
+    row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "trials_finished": None,
+           "trials_total": None, "best_val_map_at_r": None}
+    for mode in MODES:
+        for metric in METRICS:
+            row.update({f"{mode}/{metric}/mean": math.nan, f"{mode}/{metric}/ci_low": math.nan,
+                        f"{mode}/{metric}/ci_high": math.nan, f"{mode}/{metric}/n": 0})
+    return row
+
+
+def require_results(data: ReportData) -> None:
+    if data.empty:
+        raise UserError(f"no results yet in {data.results}: run `benchmark tune` and `benchmark test` first")

@@ -1,0 +1,314 @@
+"""One self-contained HTML report: leaderboards, per-loss tuning plots, environment. Opens offline.
+
+plotly.js is embedded once, at the top; each figure is its JSON in a ``<script>`` (with ``</`` escaped, so a
+study or parameter named ``</script>`` cannot end the script) and a ``Plotly.newPlot`` call. Every text taken
+from the database goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from html import escape
+
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.trial import TrialState
+from plotly.subplots import make_subplots
+
+from benchmark.errors import UserError
+from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
+from benchmark.report.tables import COLUMNS, best_rows, budget, cell, groups, header_labels, reference
+from benchmark.search_space import load_search_space
+
+logger = logging.getLogger(__name__)
+
+# A parameter whose optimum lies within this fraction of its search range from a bound (log scale for log
+# parameters): the search may have wanted to go further.
+BOUND_FRACTION = 0.01
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+table.sortable th{cursor:pointer}
+td.best{font-weight:bold;background:#e6f4e6}
+.note{color:#666;font-size:.9em}
+.bound{color:#b00;font-weight:bold}
+section.loss{border-top:2px solid #ddd;margin-top:2em}
+.plot{width:100%;max-width:1000px;height:420px}
+"""
+
+# Click a header to sort by it (numbers by their data-sort value); a second click reverses.
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(table){
+  table.querySelectorAll('th').forEach(function(th, index){
+    th.addEventListener('click', function(){
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      var dir = th.dataset.dir === 'desc' ? 1 : -1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+      rows.sort(function(a, b){
+        var x = a.cells[index].dataset.sort, y = b.cells[index].dataset.sort;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        if (isNaN(nx) && isNaN(ny)) return dir * String(x).localeCompare(String(y));
+        if (isNaN(nx)) return 1; if (isNaN(ny)) return -1;
+        return dir * (nx - ny);
+      });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def render(data: ReportData) -> str:
+    import plotly.offline
+
+    board = leaderboard(data)
+    figures = _Figures()
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>DML benchmark report</title>',
+        f"<style>{_STYLE}</style>",
+        f"<script>{plotly.offline.get_plotlyjs()}</script>",
+        "</head><body>",
+        "<h1>Deep-metric-learning benchmark</h1>",
+        f'<p class="note">Storage {escape(data.storage)}; results {escape(data.results)}. Test metrics: mean ± '
+        "half-width of the 95 % t-interval over reproductions; best per column in bold. Click a column header to "
+        "sort.</p>",
+        "<h2>Leaderboard</h2>",
+        _leaderboards(board),
+        "<h2>Per loss</h2>",
+    ]
+    parts += [_study_section(s, data, figures) for s in data.studies]
+    parts += [_environment(data), f"<script>{_SORT_JS}</script>", "</body></html>"]
+    return "\n".join(parts)
+
+
+# ---- leaderboard ------------------------------------------------------------------------------------------------
+
+
+def _leaderboards(board: pd.DataFrame) -> str:
+    if board.empty:
+        return "<p>No studies or test results yet.</p>"
+    out = []
+    for dataset, protocol, rows in groups(board):
+        with_reference = dataset in REFERENCE_DATASETS
+        out.append(f"<h3>{escape(dataset)} ({escape(protocol)})</h3>")
+        head = ["loss", "trials done / total", *header_labels(), "best val MAP@R (ours)"]
+        if with_reference:
+            head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
+        out.append(f'<table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
+                   + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
+        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        for i, row in rows.iterrows():
+            cells = [_td(row["loss"], row["loss"]), _td(budget(row), row["trials_finished"])]
+            for c in COLUMNS:
+                mean, half = cell(row, *c)
+                text = mean + (f" ± {half}" if half else "")
+                cells.append(_td(text, row[f"{c[0]}/{c[1]}/mean"], "best" if i in best[c] else None))
+            ours = row["best_val_map_at_r"]
+            cells.append(_td("-" if _missing(ours) else f"{float(ours):.4f}", ours))
+            if with_reference:
+                cells.append(_td(reference(row), row["mlrc_best_val_map_at_r"]))
+                cells.append(_td(row["mlrc_optimal_hparams"] or "-", row["mlrc_optimal_hparams"] or ""))
+            out.append(f'<tr data-loss="{escape(str(row["loss"]))}">' + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+        if with_reference:
+            out.append(f'<p class="note">MLRC columns: {escape(REFERENCE_SOURCE)}. Validation, not test, '
+                       "figures: compare them with our best validation MAP@R.</p>")
+    return "\n".join(out)
+
+
+def _td(text, sort_value, css: str | None = None) -> str:
+    sort = "" if _missing(sort_value) else str(sort_value)
+    klass = f' class="{css}"' if css else ""
+    return f'<td{klass} data-sort="{escape(sort)}">{escape(str(text))}</td>'
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return isinstance(value, float) and math.isnan(value) or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# ---- per study --------------------------------------------------------------------------------------------------
+
+
+class _Figures:
+    """Numbered figure containers and the script that draws each."""
+
+    def __init__(self):
+        self.count = 0
+
+    def embed(self, figure: go.Figure, title: str) -> str:
+        self.count += 1
+        div_id = f"figure-{self.count}"
+        figure.update_layout(title=title, margin={"t": 50})
+        payload = figure.to_json().replace("</", "<\\/")
+        return (f'<div id="{div_id}" class="plot"></div><script>(function(){{var f={payload};'
+                f'Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
+
+
+def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
+    out = [f'<section class="loss" id="study-{escape(s.name)}"><h3>{escape(s.loss)} on {escape(s.dataset)} '
+           f"({escape(s.protocol)}) — study {escape(s.name)}</h3>",
+           f"<p>Trials finished {s.finished} / {s.total}.</p>"]
+    complete = s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        out.append("<p>No completed trial yet: no optimisation history, importances or best parameters.</p>")
+    else:
+        out.append(figures.embed(optuna.visualization.plot_optimization_history(s.study),
+                                 f"Optimisation history: {s.name}"))
+        out.append(_importances(s, len(complete), figures))
+        out.append(figures.embed(optuna.visualization.plot_slice(s.study), f"Slice plot: {s.name}"))
+        out.append(_best_params(s))
+    out.append(_curves(s, data, figures))
+    out.append('<p class="note">Retrieval examples (query thumbnails with their nearest neighbours) are not '
+               "part of this report: they need the trained models, which the results database does not keep.</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _importances(s: StudyData, n_complete: int, figures: _Figures) -> str:
+    # PED-ANOVA needs no scikit-learn (fANOVA does, and the project does not depend on it) and is deterministic.
+    evaluator = PedAnovaImportanceEvaluator()
+    name = type(evaluator).__name__
+    if n_complete < 2:
+        return (f"<p>Hyperparameter importances ({escape(name)}) need at least 2 completed trials; this study has "
+                f"{n_complete}.</p>")
+    varied = {p for t in s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for p in t.params}
+    if not varied:
+        return "<p>Hyperparameter importances: the study searches no parameter.</p>"
+    try:
+        figure = optuna.visualization.plot_param_importances(s.study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as error:
+        # e.g. every completed trial has the same parameters or the same value: nothing to attribute.
+        return f"<p>Hyperparameter importances ({escape(name)}) could not be computed: {escape(str(error))}</p>"
+    return figures.embed(figure, f"Hyperparameter importances ({name}): {s.name}")
+
+
+def _best_params(s: StudyData) -> str:
+    try:
+        space = load_search_space(s.loss, s.dataset).params
+    except UserError as error:
+        space = {}
+        logger.debug("no search space for %s on %s: %s", s.loss, s.dataset, error)
+    rows = []
+    for name, value in sorted((s.best_params or {}).items()):
+        spec = space.get(name)
+        bounds, flag = "-", ""
+        if spec is not None and spec.low is not None and spec.high is not None:
+            bounds = f"[{spec.low:g}, {spec.high:g}]{' log' if spec.log else ''}"
+            side = at_bound(value, spec.low, spec.high, spec.log)
+            if side:
+                flag = f'<span class="bound">at the {side} bound</span>'
+        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        rows.append(f"<tr><td>{escape(name)}</td><td>{escape(shown)}</td><td>{escape(bounds)}</td>"
+                    f"<td>{flag}</td></tr>")
+    return (f"<h4>Best parameters (validation MAP@R {s.best_value:.4f})</h4><table class=\"best-params\"><thead>"
+            "<tr><th>parameter</th><th>value</th><th>search range</th><th></th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>"
+            f'<p class="note">Flagged: within {BOUND_FRACTION:.0%} of the range from a bound (log scale for log '
+            "parameters); the optimum may lie outside the range.</p>")
+
+
+def at_bound(value, low: float, high: float, log: bool) -> str | None:
+    """"lower" or "upper" when ``value`` lies within BOUND_FRACTION of the range from that bound, else None."""
+    if not isinstance(value, (int, float)) or high <= low:
+        return None
+    if log and low > 0 and value > 0:
+        value, low, high = math.log(value), math.log(low), math.log(high)
+    margin = BOUND_FRACTION * (high - low)
+    if value <= low + margin:
+        return "lower"
+    if value >= high - margin:
+        return "upper"
+    return None
+
+
+def _curves(s: StudyData, data: ReportData, figures: _Figures) -> str:
+    """Training loss and validation MAP@R per fold, of the best trial (else the first test reproduction)."""
+    curves = data.curves[data.curves["study_name"] == s.name] if not data.curves.empty else data.curves
+    best_number = None
+    if s.best_params is not None:
+        best_number = s.study.best_trial.number
+    chosen, what = pd.DataFrame(), ""
+    if not curves.empty and best_number is not None:
+        chosen = curves[(curves["kind"] == "trial") & (curves["trial_number"] == best_number)]
+        what = f"best trial {best_number}"
+    if chosen.empty and not curves.empty:
+        tests = curves[curves["kind"] == "test"]
+        if not tests.empty:
+            first = tests["reproduction"].min()
+            chosen, what = tests[tests["reproduction"] == first], f"test reproduction {first}"
+    if chosen.empty:
+        return "<p>No training curves stored for this study.</p>"
+    chosen = chosen[chosen["run_id"] == chosen["run_id"].max()]  # a retried trial: its last run
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation MAP@R"))
+    for fold, rows in chosen.groupby("fold"):
+        figure.add_trace(go.Scatter(x=rows["epoch"], y=rows["train_loss"], mode="lines+markers",
+                                    name=f"fold {fold}", legendgroup=str(fold)), row=1, col=1)
+        validated = rows[rows["val_map_at_r"].notna()]
+        figure.add_trace(go.Scatter(x=validated["epoch"], y=validated["val_map_at_r"], mode="lines+markers",
+                                    name=f"fold {fold}", legendgroup=str(fold), showlegend=False), row=1, col=2)
+    figure.update_xaxes(title_text="epoch")
+    return figures.embed(figure, f"Training curves per fold ({what}): {s.name}")
+
+
+# ---- environment ------------------------------------------------------------------------------------------------
+
+
+def _environment(data: ReportData) -> str:
+    out = ["<h2>Environment and protocol</h2>"]
+    runs = data.runs
+    if runs.empty:
+        out.append("<p>No runs recorded.</p>")
+    else:
+        out.append('<table class="environment"><thead><tr><th>study</th><th>runs</th><th>split hash</th>'
+                   "<th>git commit</th><th>device</th><th>python</th><th>packages</th></tr></thead><tbody>")
+        for name, rows in runs.groupby("study_name", sort=True):
+            provenance = [p if isinstance(p, dict) else {} for p in rows["provenance"]]
+            commits = _distinct(_commit(p) for p in provenance)
+            devices = _distinct(_text(p.get("device")) for p in provenance)
+            pythons = _distinct(_text(p.get("python")) for p in provenance)
+            packages = _distinct(", ".join(f"{k} {v}" for k, v in sorted((p.get("packages") or {}).items()))
+                                 for p in provenance)
+            hashes = _distinct(str(h) for h in rows["split_hash"])
+            out.append(f"<tr><td>{escape(str(name))}</td><td>{len(rows)}</td><td>{escape(hashes)}</td>"
+                       f"<td>{escape(commits)}</td><td>{escape(devices)}</td><td>{escape(pythons)}</td>"
+                       f"<td>{escape(packages)}</td></tr>")
+        out.append("</tbody></table>")
+    for s in data.studies:
+        protocol = s.attrs.get("protocol")
+        if isinstance(protocol, dict):
+            settings = "; ".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+            out.append(f"<p><b>{escape(s.name)}</b>: split scheme {escape(str(s.attrs.get('split_scheme', '?')))}, "
+                       f"split hash {escape(str(s.attrs.get('split_hash', '?')))}, search space "
+                       f"{escape(str(s.attrs.get('search_space', '?')))}; protocol {escape(settings)}</p>")
+    return "\n".join(out)
+
+
+def _commit(provenance: dict) -> str:
+    git = provenance.get("git")
+    if isinstance(git, dict):
+        commit = str(git.get("commit") or "?")
+        return commit + (" (dirty)" if git.get("dirty") else "")
+    return _text(git)
+
+
+def _text(value) -> str:
+    if value is None:
+        return "?"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _distinct(values) -> str:
+    return " | ".join(sorted(set(values))) or "?"

@@ -1,0 +1,113 @@
+"""The leaderboard as Markdown, CSV or a LaTeX ``tabular``, one table per (dataset, protocol)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+
+from benchmark.report.collect import METRIC_LABELS, METRICS, MODE_LABELS, MODES
+
+COLUMNS = [(mode, metric) for mode in MODES for metric in METRICS]
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def groups(board: pd.DataFrame):
+    """(dataset, protocol, rows) for each table of the leaderboard."""
+    for (dataset, protocol), rows in board.groupby(["dataset", "protocol"], sort=True):
+        yield dataset, protocol, rows.reset_index(drop=True)
+
+
+def best_rows(rows: pd.DataFrame, mode: str, metric: str) -> set[int]:
+    """Row positions holding the highest mean of a column (ties all count); none if the column is empty."""
+    means = rows[f"{mode}/{metric}/mean"].astype(float)
+    if means.isna().all():
+        return set()
+    top = means.max()
+    return {i for i, v in enumerate(means) if v == top}
+
+
+def cell(row, mode: str, metric: str) -> tuple[str, str]:
+    """(mean, ± half-width) as text; "-" without results, no interval from a single reproduction."""
+    mean = row[f"{mode}/{metric}/mean"]
+    if mean is None or not math.isfinite(float(mean)):
+        return "-", ""
+    low, high = row[f"{mode}/{metric}/ci_low"], row[f"{mode}/{metric}/ci_high"]
+    half = (float(high) - float(low)) / 2 if low is not None and math.isfinite(float(low)) else math.nan
+    return f"{float(mean):.4f}", "" if not math.isfinite(half) else f"{half:.4f}"
+
+
+def budget(row) -> str:
+    if row["trials_finished"] is None or pd.isna(row["trials_finished"]):
+        return "-"
+    return f"{int(row['trials_finished'])}/{int(row['trials_total'])}"
+
+
+def reference(row) -> str:
+    value = row["mlrc_best_val_map_at_r"]
+    return "-" if value is None or pd.isna(value) else f"{float(value):.4f}"
+
+
+def header_labels() -> list[str]:
+    return [f"{MODE_LABELS[mode]} {METRIC_LABELS[metric]}" for mode, metric in COLUMNS]
+
+
+def to_markdown(board: pd.DataFrame) -> str:
+    out = []
+    for dataset, protocol, rows in groups(board):
+        out.append(f"### {_md(dataset)} ({_md(protocol)})\n")
+        head = ["loss", "trials", *header_labels(), "MLRC best val MAP@R"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        for i, row in rows.iterrows():
+            cells = []
+            for c in COLUMNS:
+                mean, half = cell(row, *c)
+                text = mean + (f" ± {half}" if half else "")
+                cells.append(f"**{text}**" if i in best[c] else text)
+            out.append("| " + " | ".join([_md(row["loss"]), budget(row), *cells, reference(row)]) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_latex(board: pd.DataFrame) -> str:
+    out = []
+    for dataset, protocol, rows in groups(board):
+        out.append(f"% {latex_escape(dataset)} ({latex_escape(protocol)})")
+        out.append(r"\begin{tabular}{l r " + "r " * len(COLUMNS) + "r}")
+        out.append(r"\hline")
+        head = ["loss", "trials", *header_labels(), "MLRC best val MAP@R"]
+        out.append(" & ".join(latex_escape(h) for h in head) + r" \\")
+        out.append(r"\hline")
+        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        for i, row in rows.iterrows():
+            cells = []
+            for c in COLUMNS:
+                mean, half = cell(row, *c)
+                text = mean + (rf" $\pm$ {half}" if half else "")
+                cells.append(rf"\textbf{{{text}}}" if i in best[c] else text)
+            out.append(" & ".join([latex_escape(row["loss"]), latex_escape(budget(row)), *cells, reference(row)])
+                       + r" \\")
+        out.append(r"\hline")
+        out.append(r"\end{tabular}")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_csv(board: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    board.to_csv(buffer, index=False, float_format="%.6g")
+    return buffer.getvalue()
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _md(text) -> str:
+    # A pipe would end the cell; a backslash, asterisk or angle bracket would be read as markup or HTML.
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,176 @@
+"""``benchmark report``: the HTML leaderboard, its escaping, and the Markdown / CSV / LaTeX tables."""
+
+from __future__ import annotations
+
+import io
+import re
+import stat
+
+import pandas as pd
+import plotly.offline
+import pytest
+
+from _report_helpers import sqlite_url, standard_database
+from benchmark.cli import main
+from benchmark.report.html import at_bound
+from benchmark.results import ResultsStore
+
+HOSTILE = "</script><script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory) -> str:
+    return standard_database(tmp_path_factory.mktemp("report") / "r.db")
+
+
+@pytest.fixture(scope="module")
+def report(database, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("html") / "sub" / "index.html"
+    assert main(["report", "--storage", database, "--out", str(out)]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["index.html"]  # no temporary file left behind
+    assert out.stat().st_mode & stat.S_IRGRP  # readable like any output, not mkstemp's 0600
+    return out.read_text(encoding="utf-8")
+
+
+def _leaderboard_row(html: str, dataset: str, loss: str) -> str:
+    table = re.search(rf'<table class="sortable leaderboard" data-dataset="{dataset}">(.*?)</table>', html, re.S)
+    assert table, f"no leaderboard for {dataset}"
+    row = re.search(rf'<tr data-loss="{re.escape(loss)}">(.*?)</tr>', table.group(1), re.S)
+    assert row, f"no row for {loss}"
+    return row.group(1)
+
+
+def test_leaderboard_rows_hold_mean_ci_budget_and_best(report):
+    ms = _leaderboard_row(report, "cub200", "multi_similarity")
+    # separated-128 P@1 over (0.60, 0.62, 0.61): mean 0.61, t-interval half-width 0.0248; the best of its column.
+    assert '<td class="best" data-sort="0.61">0.6100 ± 0.0248</td>' in ms
+    assert ">3/50<" in ms  # 3 trials done of MLRC's 50
+    contrastive = _leaderboard_row(report, "cub200", "contrastive")
+    assert re.search(r'<td class="best" data-sort="0\.3[34]\d*">0\.3400 ± 0\.1271</td>', contrastive)  # R-Prec.
+    assert ">1/50<" in contrastive
+
+
+def test_reference_columns_name_mlrc_and_its_figures(report):
+    ms = _leaderboard_row(report, "cub200", "multi_similarity")
+    assert ">0.4364<" in ms  # MLRC's best validation MAP@R for multi_similarity on CUB200
+    assert "alpha=0.01; beta=50.6; base=0.56" in ms
+    assert "A Metric Learning Reality Check" in report
+    # synthetic is not an MLRC dataset: no reference columns in its table
+    synthetic = re.search(r'data-dataset="synthetic">(.*?)</table>', report, re.S).group(1)
+    assert "MLRC" not in synthetic
+
+
+def test_plotly_embedded_once_and_nothing_fetched(report):
+    assert report.count(plotly.offline.get_plotlyjs()[:2000]) == 1
+    assert not re.search(r"<script[^>]+src=", report)
+    plots = report.count('class="plot"></div>')
+    assert plots >= 7  # 2 multi_similarity + 1 contrastive + 2 hostile histories/slices and curves, at least
+    assert report.count("Plotly.newPlot(") == plots
+
+
+def test_database_text_is_escaped(report):
+    assert HOSTILE not in report
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in report  # shown as text
+    # Exactly our scripts: plotly.js, one per figure, the sorter.
+    assert report.count("<script>") == 2 + report.count('class="plot"></div>')
+    # No figure's JSON can close its script element or open another.
+    figures = re.findall(r"<script>\(function\(\)\{var f=(.*?)</script>", report, re.S)
+    assert len(figures) == report.count('class="plot"></div>')
+    assert any("alert(1)" in f for f in figures)
+    assert not any("</" in f or "<script" in f for f in figures)
+    assert "&lt;script&gt;x" in report  # the parameter named <script>x in the best-parameter table
+
+
+def test_per_loss_sections(report):
+    assert "Hyperparameter importances (PedAnovaImportanceEvaluator)" in report
+    assert "need at least 2 completed trials; this study has 1" in report  # contrastive
+    assert "Training curves per fold (best trial 1)" in report
+    # beta = 99.5 in [0.01, 100] sits within 1 % of the upper bound; alpha = 19.9 does not.
+    best = "".join(re.findall(r'<table class="best-params">(.*?)</table>', report, re.S))
+    assert re.search(r"<td>beta</td><td>99.5</td><td>\[0.01, 100\]</td><td><span class=\"bound\">at the upper", best)
+    assert re.search(r"<td>alpha</td><td>19.9</td><td>\[0.001, 100\]</td><td></td>", best)
+    assert "Retrieval examples" in report  # says why they are absent
+
+
+def test_environment_section(report):
+    assert "abc123def" in report and "9232066bb41fa04d" in report
+    assert "torch 2.14.1" in report and "split scheme mlrc" in report
+
+
+@pytest.mark.parametrize(("value", "low", "high", "log", "expected"), [
+    (99.5, 0.01, 100, False, "upper"),
+    (0.5, 0.0, 100, False, "lower"),
+    (50.0, 0.0, 100, False, None),
+    (1.04e-6, 1e-6, 1.0, True, "lower"),  # log scale: within 1 % of the 6 decades
+    (1.2e-6, 1e-6, 1.0, True, None),
+    ("a", 0, 1, False, None),
+])
+def test_at_bound(value, low, high, log, expected):
+    assert at_bound(value, low, high, log) == expected
+
+
+def test_markdown(database, capsys):
+    assert main(["report", "--storage", database, "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "### cub200 (quick)" in out
+    assert ("| multi_similarity | 3/50 | **0.6100 ± 0.0248** | 0.3100 ± 0.0248 | **0.2100 ± 0.0248** | "
+            "**0.6200 ± 0.0248** | 0.3200 ± 0.0248 | **0.2200 ± 0.0248** | 0.4364 |") in out
+    assert "| &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; | 2/50 |" in out
+    for table in out.split("###")[1:]:
+        widths = {line.count("|") for line in table.splitlines() if line.startswith("|")}
+        assert widths == {10}
+
+
+def test_latex_is_a_valid_tabular(database, capsys):
+    assert main(["report", "--storage", database, "--format", "latex"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 2
+    assert r"multi\_similarity & 3/50 & \textbf{0.6100 $\pm$ 0.0248}" in out
+    for line in out.splitlines():
+        if line.endswith(r"\\"):
+            # every row has as many cells as the column spec: 9 columns, 8 separators
+            assert line.count(" & ") == 8, line
+    assert "_" not in out.replace(r"\_", "")
+
+
+def test_latex_escapes_specials():
+    from benchmark.report.tables import latex_escape
+
+    assert latex_escape("a_b 5% x&y #1 $") == r"a\_b 5\% x\&y \#1 \$"
+
+
+def test_csv_to_file(database, tmp_path):
+    out = tmp_path / "board.csv"
+    assert main(["report", "--storage", database, "--format", "csv", "--out", str(out)]) == 0
+    board = pd.read_csv(io.StringIO(out.read_text()))
+    assert len(board) == 3
+    ms = board[board["loss"] == "multi_similarity"].iloc[0]
+    assert ms["separated_128/precision_at_1/mean"] == pytest.approx(0.61)
+    assert ms["separated_128/precision_at_1/n"] == 3
+    assert ms["mlrc_best_val_map_at_r"] == pytest.approx(0.4364)
+
+
+def test_empty_database_is_one_line_exit_2(tmp_path, capsys):
+    url = sqlite_url(tmp_path / "empty.db")
+    ResultsStore(url).close()
+    assert main(["report", "--storage", url, "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no results yet in ") and err.count("\n") == 1
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_missing_database_is_exit_2(tmp_path, capsys):
+    assert main(["report", "--storage", sqlite_url(tmp_path / "nope.db"), "--format", "md"]) == 2
+    assert capsys.readouterr().err.startswith("error: no results database at ")
+
+
+def test_budget_uses_the_study_total_when_recorded(tmp_path, capsys):
+    import optuna
+
+    from _report_helpers import add_study
+
+    url = sqlite_url(tmp_path / "t.db")
+    name = add_study(url, "sop", "triplet", [{"margin": 0.1}, {"margin": 0.2}], [0.3, 0.4])
+    optuna.load_study(study_name=name, storage=url).set_user_attr("total_trials", 8)
+    assert main(["report", "--storage", url, "--format", "md"]) == 0
+    assert "| triplet | 2/8 | - | - | - | - | - | - | 0.3846 |" in capsys.readouterr().out
