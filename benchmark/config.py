@@ -82,6 +82,10 @@ def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
 
 
 def _validate(protocol: Protocol) -> None:
+    from benchmark.models.trunks import TRUNKS
+
+    if protocol.trunk not in TRUNKS:
+        raise UserError(f"unknown trunk {protocol.trunk!r}; expected one of: {', '.join(TRUNKS)}")
     if protocol.batch_size % protocol.m_per_class:
         raise UserError(
             f"batch size {protocol.batch_size} is not a multiple of m_per_class {protocol.m_per_class}"

@@ -18,7 +18,7 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 # Subcommand modules, in the order `benchmark --help` lists them.
-_COMMANDS = ("datasets", "evaluate", "run", "tune", "test", "status", "report", "check", "perf")
+_COMMANDS = ("datasets", "evaluate", "run", "tune", "worker", "test", "status", "report", "check", "perf", "db")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # faiss announces which CPU build it loaded at INFO level; on stderr that buries a command's one-line error.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # Optuna's own messages go through our handler and obey --quiet; its experimental-API notices (heartbeats,
     # retry callback) are about Optuna's stability promises, not something a user can act on.
     import warnings

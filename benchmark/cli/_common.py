@@ -9,7 +9,6 @@ from platformdirs import user_cache_dir
 
 from benchmark.errors import UserError
 
-
 def default_data_root() -> Path:
     """``$BENCHMARK_DATA_ROOT``, else the user cache directory (e.g. ~/.cache/benchmark/data)."""
     env = os.environ.get("BENCHMARK_DATA_ROOT")
@@ -40,11 +39,13 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
     return params
 
 
-def add_experiment_args(parser) -> None:
-    """--loss, --dataset, --protocol and the settings every training command shares."""
+def add_experiment_args(parser, *, loss: bool = True) -> None:
+    """--loss (unless ``loss`` is false: the command takes its own), --dataset, --protocol and the settings every
+    training command shares."""
     from benchmark.config import PROTOCOL_NAMES
 
-    parser.add_argument("--loss", required=True, help="a loss name (see search_spaces/)")
+    if loss:
+        parser.add_argument("--loss", required=True, help="a loss name (see search_spaces/)")
     parser.add_argument("--dataset", required=True, help="a dataset name (see `benchmark datasets list`)")
     parser.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES,
                         help="mlrc: the paper's protocol; quick: a small CPU-sized version (default: mlrc)")

@@ -313,7 +313,7 @@ def make_engine(url: str, *, write: bool) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise UserError(f"not a database URL: {shown!r}; expected {_EXAMPLE_URLS}") from None
-    parsed = _with_installed_postgres_driver(parsed)
+    parsed = with_installed_postgres_driver(parsed)
     options: dict = {"json_serializer": _json_dumps}
     connect_args: dict = {}
     sqlite = parsed.get_backend_name() == "sqlite"
@@ -358,7 +358,7 @@ def user_errors(url: str, what: str) -> Iterator[None]:
         raise UserError(f"{what} {redact_url(url)}: {_first_line(error.orig, url)}") from None
 
 
-def _with_installed_postgres_driver(parsed: URL) -> URL:
+def with_installed_postgres_driver(parsed: URL) -> URL:
     """A plain ``postgresql://`` means psycopg (3) to SQLAlchemy 2.1, but this project's extra installs psycopg2."""
     if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
         if importlib.util.find_spec("psycopg2") is not None:

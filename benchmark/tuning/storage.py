@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_url
-from benchmark.results.store import DEFAULT_STORAGE
+from benchmark.results.store import DEFAULT_STORAGE, with_installed_postgres_driver
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except sqlalchemy.exc.ArgumentError:
         raise UserError(f"cannot parse storage URL {redact_url(url)!r}; expected e.g. {DEFAULT_STORAGE}, "
                         "postgresql://user@host/db or journal:///path/file.log") from None
+    parsed = with_installed_postgres_driver(parsed)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -60,7 +61,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
             return RDBStorage(
-                url,
+                parsed.render_as_string(hide_password=False),
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=GRACE_PERIOD_S,

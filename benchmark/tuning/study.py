@@ -129,14 +129,18 @@ class Tuner:
                 self.recover_dead_local_trials()
                 continue
             logger.info("study %s: trial %d/%d", self.name, finished + 1, self.total)
-            self._current_trial_id = None
-            try:
-                self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
-                                    show_progress_bar=False)
-            except KeyboardInterrupt:
-                self._requeue_interrupted()
-                raise
+            self.run_one()
         return self.summary()
+
+    def run_one(self) -> None:
+        """Train one trial (a re-queued one first); one that would exceed the total is closed as surplus."""
+        self._current_trial_id = None
+        try:
+            self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
+                                show_progress_bar=False)
+        except KeyboardInterrupt:
+            self._requeue_interrupted()
+            raise
 
     def summary(self) -> TuneSummary:
         finished = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]

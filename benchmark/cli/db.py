@@ -1,0 +1,55 @@
+"""``benchmark db init``: create the database (Optuna's and the results tables, optionally the studies) once,
+before many workers start, so they do not all race to create the same tables and studies."""
+
+from __future__ import annotations
+
+from benchmark.cli import _common
+from benchmark.errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("db", help="prepare a shared database for many workers (db init)")
+    actions = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    init = actions.add_parser(
+        "init",
+        help="create Optuna's tables, the results tables and (with --dataset/--losses) the studies",
+        description="Idempotent: what exists already is left as it is. Run it once, then start the workers.",
+    )
+    _common.add_storage_args(init)
+    init.add_argument("--dataset", default=None, help="also create the studies of this dataset (with --losses)")
+    init.add_argument("--losses", default=None, metavar="A,B,C", help="comma-separated loss names (with --dataset)")
+    from benchmark.config import PROTOCOL_NAMES
+
+    init.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES, help="the studies' protocol (default: mlrc)")
+    init.set_defaults(func=_init)
+
+
+def _init(args) -> int:
+    import optuna
+
+    from benchmark.cli.worker import parse_losses
+    from benchmark.data.registry import get_spec
+    from benchmark.results import ResultsStore, redact_url
+    from benchmark.tuning.storage import open_storage
+    from benchmark.tuning.study import study_name
+
+    if (args.dataset is None) != (args.losses is None):
+        raise UserError("--dataset and --losses go together: both name the studies to create, or neither")
+    names = []
+    if args.dataset is not None:
+        get_spec(args.dataset)
+        names = [study_name(args.dataset, loss, args.protocol) for loss in parse_losses(args.losses)]
+    storage_url, results_url = _common.storage_urls(args)
+    storage = open_storage(storage_url)
+    print(f"optuna tables ready in {redact_url(storage_url)}")
+    with ResultsStore(results_url) as store:
+        print(f"results tables ready in {store.url}")
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    for name in names:
+        if name in existing:
+            print(f"study {name}: already exists")
+            continue
+        # Concurrent init: load_if_exists turns losing the race into loading the winner's study.
+        optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        print(f"study {name}: created")
+    return 0

@@ -1,0 +1,133 @@
+"""Bad input through the real CLI: exit 2, one `error: ...` line on stderr, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from _results_helpers import RUN_IDENTITY, both_modes
+from _tiny import run_benchmark
+from benchmark.results import ResultsStore
+from benchmark.cli import main
+
+TUNE = ["tune", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick", "--device", "cpu"]
+RUN = ["run", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick", "--device", "cpu"]
+
+CASES = {
+    "unknown loss": (["tune", "--loss", "nope", "--dataset", "synthetic", "--protocol", "quick"], "unknown loss 'nope'"),
+    "unknown dataset": (["tune", "--loss", "proxy_anchor", "--dataset", "nope", "--protocol", "quick"],
+                        "unknown dataset 'nope'"),
+    "unknown trunk": ([*TUNE, "--set", "trunk=nope"], "unknown trunk 'nope'"),
+    "unknown param": ([*RUN, "--param", "nope=1"], "nope"),
+    "low above high": ([*TUNE, "--space", "margin=0.5:0.1"], "margin"),
+    "outside domain": ([*RUN, "--param", "alpha=-1"], "alpha"),
+    "bad storage url": ([*TUNE, "--storage", "nodb://x"], "nodb"),
+    "trials 0": ([*TUNE, "--trials", "0"], "--trials must be at least 1"),
+    "reproductions 0": (["test", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick",
+                         "--reproductions", "0"], "--reproductions"),
+    "unknown device": ([*TUNE[:-2], "--device", "tpu"], "tpu"),
+    "malformed set": ([*TUNE, "--set", "max_epochs"], "max_epochs"),
+    "unknown setting": ([*TUNE, "--set", "nope=1"], "unknown protocol setting 'nope'"),
+    "unknown protocol": (["tune", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "nope"],
+                         "--protocol"),
+    "missing embeddings": (["evaluate", "--embeddings", "missing.npy", "--labels", "missing_labels.npy"],
+                           "missing.npy"),
+    "worker unknown loss": (["worker", "--losses", "proxy_anchor,nope", "--dataset", "synthetic",
+                             "--protocol", "quick"], "unknown loss 'nope' in --losses"),
+    "worker trials 0": (["worker", "--losses", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick",
+                         "--trials", "0"], "--trials must be at least 1"),
+    "db init half a study": (["db", "init", "--dataset", "synthetic"], "--dataset and --losses go together"),
+    "db without action": (["db"], "required: ACTION"),
+}
+
+
+def check_one_error(result_code: int, stderr: str, expected: str) -> None:
+    assert result_code == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    assert expected in stderr, stderr
+
+
+def files_under(path: Path) -> set[Path]:
+    return {p.relative_to(path) for p in path.rglob("*")}
+
+
+@pytest.mark.parametrize("argv,expected", CASES.values(), ids=CASES.keys())
+def test_bad_input_in_process(argv, expected, tiny_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(argv)
+    captured = capsys.readouterr()
+    check_one_error(code, captured.err, expected)
+    assert files_under(tmp_path) == set()  # no results database, no report, nothing
+
+
+def test_malformed_search_space_yaml(tiny_env, tmp_path, monkeypatch, capsys):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "proxy_anchor.yaml").write_text("params: [unclosed\n")
+    monkeypatch.setenv("BENCHMARK_SEARCH_SPACES", str(spaces))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(TUNE)
+    check_one_error(code, capsys.readouterr().err, "proxy_anchor.yaml")
+    assert files_under(work) == set()
+
+
+def test_corrupt_image_is_reported_by_verify(tiny_env, tiny_data_root, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, root)
+    image = next(p for p in sorted((root / "synthetic").rglob("*")) if p.suffix in (".png", ".jpg"))
+    image.write_bytes(b"not an image")
+    monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(root))
+    code = main(["datasets", "verify", "synthetic"])
+    err = capsys.readouterr().err
+    check_one_error(code, err, image.name)
+    assert image.read_bytes() == b"not an image"
+
+
+def test_unwritable_report_path_via_subprocess(tiny_env, tmp_path):
+    url = f"sqlite:///{tmp_path}/results.db"
+    with ResultsStore(url) as store:  # one test reproduction, so that there is something to report
+        run_id = store.start_run("test", "s", **RUN_IDENTITY, params={}, config={}, seed=0, split_hash="abc",
+                                 provenance={}, reproduction=0)
+        store.record_test_metrics(run_id, "s", **RUN_IDENTITY, reproduction=0, seed=0, metrics=both_modes(0.5))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    before = files_under(tmp_path)
+    result = run_benchmark(["report", "--storage", url, "--out", str(blocker / "report.html")], tiny_env, tmp_path)
+    check_one_error(result.returncode, result.stderr, "report.html")
+    assert blocker.read_text() == "x" and files_under(tmp_path) == before
+
+
+def test_wrong_storage_url_via_subprocess(tiny_env, tmp_path):
+    result = run_benchmark([*TUNE, "--storage", "postgresql://user:s3cret@127.0.0.1:1/none"], tiny_env, tmp_path)
+    check_one_error(result.returncode, result.stderr, "127.0.0.1")
+    assert "s3cret" not in result.stderr
+    assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("content", ['[1, 2, 3]', '{"source": "storage"}', "not json"])
+def test_baseline_of_the_wrong_shape(content, tiny_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(content)
+    code = main(["check", "--baseline", str(baseline), "--storage", f"sqlite:///{tmp_path}/none.db"])
+    check_one_error(code, capsys.readouterr().err, "baseline.json")
+    assert baseline.read_text() == content and files_under(tmp_path) == {Path("baseline.json")}
+
+
+def test_changed_split_hash_is_refused_before_training(tiny_env, tmp_path, monkeypatch, capsys):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/b.db"
+    assert main(["-q", "db", "init", "--storage", url, "--dataset", "synthetic", "--losses", "proxy_anchor",
+                 "--protocol", "quick"]) == 0
+    capsys.readouterr()
+    optuna.load_study(study_name="synthetic-proxy_anchor-quick", storage=url).set_user_attr("split_hash", "0" * 64)
+    code = main([*TUNE, "--storage", url, "--trials", "1"])
+    check_one_error(code, capsys.readouterr().err, "split hash changed")
+    assert optuna.load_study(study_name="synthetic-proxy_anchor-quick", storage=url).get_trials() == []
