@@ -5,17 +5,12 @@ The server is taken from BENCHMARK_TEST_POSTGRES_URL, by default the local one (
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 
 import pytest
 
 psycopg2 = pytest.importorskip("psycopg2")
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.exc import DBAPIError  # noqa: E402
 
 from _results_helpers import RUN_IDENTITY, sample_metrics  # noqa: E402
 from benchmark.results import (  # noqa: E402
@@ -26,28 +21,7 @@ from benchmark.results import (  # noqa: E402
     load_test_results,
     summarize_test_results,
 )
-
-ADMIN_URL = make_url(os.environ.get("BENCHMARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")).set(
-    drivername="postgresql+psycopg2"
-)
-
-
-@pytest.fixture
-def pg_url():
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"bm_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except DBAPIError as error:
-        admin.dispose()
-        pytest.skip(f"no usable PostgreSQL at {ADMIN_URL.render_as_string(hide_password=True)}: {error.__class__.__name__}")
-    try:
-        yield ADMIN_URL.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+from _pg import pg_url  # noqa: E402,F401  (the fixture: a throwaway database on the local server)
 
 
 def test_postgres_round_trip(pg_url):
