@@ -12,6 +12,7 @@ from benchmark.cli import _common
 
 FORMATS = ("html", "md", "csv", "latex")
 DEFAULT_HTML = Path("reports/index.html")
+DEFAULT_PERF = Path("results/perf.json")
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("--format", default="html", choices=FORMATS, help="output format (default: html)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output file (default: {DEFAULT_HTML} for html, stdout for the others)")
+    parser.add_argument("--perf", type=Path, default=None,
+                        help=f"`benchmark perf` results shown in a Performance section (default: {DEFAULT_PERF} "
+                        "where it exists)")
     parser.set_defaults(func=_report)
 
 
@@ -33,13 +37,16 @@ def _report(args) -> int:
     from benchmark.report import collect, leaderboard, render, to_csv, to_latex, to_markdown
     from benchmark.report.collect import require_results
     from benchmark.report.io import write_atomically
+    from benchmark.report.perf import load_perf
 
+    perf_path = args.perf or (DEFAULT_PERF if DEFAULT_PERF.exists() else None)
+    perf = load_perf(perf_path) if perf_path and args.format == "html" else None
     storage, results = _common.storage_urls(args)
     data = collect(storage, results)
     require_results(data)
     if args.format == "html":
         out = args.out or DEFAULT_HTML
-        write_atomically(out, render(data))
+        write_atomically(out, render(data, perf))
         print(f"wrote {out}")
         return 0
     text = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](leaderboard(data))

@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from benchmark.errors import UserError
 from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
+from benchmark.report.perf import perf_section
 from benchmark.report.tables import COLUMNS, best_rows, budget, cell, groups, header_labels, reference
 from benchmark.search_space import load_search_space
 
@@ -65,7 +66,7 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 """
 
 
-def render(data: ReportData) -> str:
+def render(data: ReportData, perf: dict | None = None) -> str:
     import plotly.offline
 
     board = leaderboard(data)
@@ -85,6 +86,8 @@ def render(data: ReportData) -> str:
         "<h2>Per loss</h2>",
     ]
     parts += [_study_section(s, data, figures) for s in data.studies]
+    if perf is not None:
+        parts.append(perf_section(perf))
     parts += [_environment(data), f"<script>{_SORT_JS}</script>", "</body></html>"]
     return "\n".join(parts)
 
