@@ -105,7 +105,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
 
 def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, recall_at) -> dict[str, dict]:
     """Separated-128 (each fold model alone, metrics averaged) and concatenated-512 metrics on the test set."""
-    per_model = []  # (query embeddings, reference embeddings or None), L2-normalised, one per fold model
+    per_model = []  # (query embeddings, reference embeddings or None), one pair per fold model
     for state in states:
         model = trainer.build_model()
         model.load_state_dict(state["model"])
@@ -123,16 +123,12 @@ def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, r
     def score(query, reference):
         return retrieval_metrics(query, query_labels, reference, reference_labels, recall_at=recall_at)
 
-    separated = [score(*_normalized(q, r)) for q, r in per_model]
+    separated = [score(q, r) for q, r in per_model]  # retrieval_metrics L2-normalises its inputs
     concatenated = score(
         concatenate_normalized([q for q, _ in per_model]),
         None if test_set.reference is None else concatenate_normalized([r for _, r in per_model]),
     )
     return {"separated_128": _average(separated), "concatenated_512": concatenated}
-
-
-def _normalized(query, reference):
-    return concatenate_normalized([query]), None if reference is None else concatenate_normalized([reference])
 
 
 def _average(metrics: list[dict]) -> dict:
