@@ -33,7 +33,6 @@ class Experiment:
     data_root: Path
     dataset: ImageDataset
     splits: Splits
-    fold_run: FoldRun
     device: torch.device
     weights: str
     num_workers: int | None = None
@@ -51,11 +50,14 @@ class Experiment:
             data_root=data_root,
             dataset=dataset,
             splits=splits,
-            fold_run=FoldRun(paths=dataset.paths, labels=dataset.labels, splits=splits),
             device=device,
             weights=weights,
             num_workers=num_workers,
         )
+
+    @property
+    def fold_run(self) -> FoldRun:
+        return FoldRun(paths=self.dataset.paths, labels=self.dataset.labels, splits=self.splits)
 
     @property
     def recall_at(self) -> tuple[int, ...]:
