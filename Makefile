@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo scale-demo test install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh
+
+# Issue 8's demonstration: scale schedules and batch samplers compared on the synthetic set (~1 h on 2 CPU cores).
+scale-demo: $(STAMP)
+	bash scripts/scale_demo.sh
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -16,6 +16,7 @@ from benchmark.errors import UserError
 # MLRC validates every `save_interval` epochs and stops after `patience` epochs without improvement.
 _MLRC_VALIDATION = {"cub200": (2, 9), "cars196": (5, 14), "sop": (20, 39)}
 _MLRC_DEFAULT_VALIDATION = (2, 9)
+DEFAULT_BATCH_SAMPLER = "m_per_class"
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,17 @@ class Protocol:
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
     freeze_batchnorm: bool = True
+    # How training batches are drawn (benchmark.data.samplers): MLRC's m images per class, or fixed
+    # class representatives with hard-class mining.
+    batch_sampler: str = DEFAULT_BATCH_SAMPLER
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def label(self) -> str:
+        """The preset's name, plus the batch sampler when it is not MLRC's: studies and results are kept apart."""
+        return self.name if self.batch_sampler == DEFAULT_BATCH_SAMPLER else f"{self.name}+{self.batch_sampler}"
 
 
 _PRESETS = {
@@ -82,10 +91,14 @@ def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
 
 
 def _validate(protocol: Protocol) -> None:
+    from benchmark.data.samplers import BATCH_SAMPLERS
     from benchmark.models.trunks import TRUNKS
 
     if protocol.trunk not in TRUNKS:
         raise UserError(f"unknown trunk {protocol.trunk!r}; expected one of: {', '.join(TRUNKS)}")
+    if protocol.batch_sampler not in BATCH_SAMPLERS:
+        raise UserError(f"unknown batch sampler {protocol.batch_sampler!r}; expected one of: "
+                        f"{', '.join(BATCH_SAMPLERS)}")
     if protocol.batch_size % protocol.m_per_class:
         raise UserError(
             f"batch size {protocol.batch_size} is not a multiple of m_per_class {protocol.m_per_class}"

@@ -211,6 +211,15 @@ def load_search_space(loss: str, dataset: str, directory: Path | None = None) ->
     return _SpaceFile(path).resolve(dataset)
 
 
+def load_search_space_file(path: Path, dataset: str = "") -> SearchSpace:
+    """A search-space file outside the per-loss folder (e.g. ``batch_samplers/<name>.yaml``), validated the same
+    way; ``dataset`` picks its overrides and defaults, ``""`` the file's generic ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"search-space file {path} does not exist; set ${ENV_VAR} to the search_spaces folder")
+    return _SpaceFile(path).resolve(dataset)
+
+
 class _SpaceFile:
     """One parsed and fully validated file; every dataset section is checked, not only the one asked for."""
 

@@ -7,6 +7,8 @@ import json
 import os
 
 from _tiny import run_benchmark
+from benchmark.perf.pruning import reach
+from benchmark.perf.suite import PRESETS
 
 
 def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
@@ -23,7 +25,14 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
         assert set(size["ours"]["metrics"]) == {"precision_at_1", "r_precision", "mean_average_precision_at_r"}
     assert data["training_loop"]["trainer_over_bare"] > 0
     assert data["image_pipeline"]["cached_over_uncached"] > 0
-    assert data["pruning"]["pruned_over_unpruned_folds_total"] > 0
+    pruning = data["pruning"]
+    assert pruning["pruned_over_unpruned_folds_total"] > 0
+    assert pruning["pruner"] == "median" and pruning["trials_per_study"] == data["settings"]["pruning_trials"]
+    for seed in pruning["seeds"]:  # the per-trial detail that explains a ratio
+        for study in (seed["unpruned"], seed["pruned"]):
+            assert len(study["trial_folds"]) == len(study["trial_values"]) == pruning["trials_per_study"]
+            assert sum(study["trial_folds"]) == study["folds_total"]
+        assert seed["unpruned"]["trial_reaching"] >= 1 and seed["unpruned"]["best"] == seed["unpruned_best"]
     assert set(data["targets"]) == {
         "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
         "evaluation_pml_peak_over_ours", "training_loop_over_bare", "image_pipeline_cached_over_uncached",
@@ -37,3 +46,17 @@ def test_perf_rejects_an_unknown_section(tmp_path):
     result = run_benchmark(["perf", "--tiny", "--only", "evaluation,nope"], dict(os.environ), tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: --only") and "pruning" in result.stderr
+
+
+def test_reach_counts_folds_up_to_the_first_complete_trial_at_the_target():
+    rows = [{"folds": 4, "value": 0.10}, {"folds": 1, "value": None}, {"folds": 4, "value": 0.20},
+            {"folds": 4, "value": 0.30}]
+    assert reach(rows, 0.19) == (9, 3)  # the pruned trial's fold counts, its missing value does not reach
+    assert reach(rows, 0.05) == (4, 1)
+    assert reach(rows, 0.31) == (None, None)
+
+
+def test_quick_measures_pruning_over_three_seeds_with_the_full_trial_budget():
+    quick, full = PRESETS["quick"], PRESETS["full"]
+    assert quick.pruning_seeds == full.pruning_seeds == (0, 1, 2)
+    assert quick.pruning_trials == full.pruning_trials

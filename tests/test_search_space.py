@@ -16,6 +16,9 @@ from benchmark.search_space import ENV_VAR, available_losses, default_directory,
 REFERENCE = Path(__file__).resolve().parent.parent / "benchmark" / "reference"
 MLRC_DATASETS = ("cub200", "cars196", "sop")
 NOT_IN_MLRC = {"proxy_anchor", "circle"}
+# Ours, not MLRC's: on every loss with a softmax scale, not searched unless asked for.
+SCHEDULE_PARAMS = {"scale_schedule", "scale_end"}
+SCHEDULE_DEFAULTS = {"scale_schedule": "constant", "scale_end": 4.0}
 
 
 def _rows(name: str) -> list[dict]:
@@ -39,8 +42,10 @@ def test_ranges_match_the_mlrc_csv(dataset):
     ranges = _mlrc_ranges()
     for loss in {loss for loss, _ in ranges}:
         space = load_search_space(loss, dataset)
-        assert set(space.params) == {param for l, param in ranges if l == loss}, loss
+        assert set(space.params) - SCHEDULE_PARAMS == {param for l, param in ranges if l == loss}, loss
         for name, spec in space.params.items():
+            if name in SCHEDULE_PARAMS:
+                continue
             row = ranges[(loss, name)]
             low, high, tune = float(row["low"]), float(row["high"]), True
             note = row["dataset_overrides"]
@@ -75,8 +80,29 @@ def test_every_default_lies_in_its_range_and_non_mlrc_losses_cite_their_papers()
                 if spec.tune:
                     assert spec.low <= spec.default <= spec.high, (loss, dataset, spec)
     assert "CVPR 2020" in load_search_space("proxy_anchor", "cub200").source
-    assert load_search_space("proxy_anchor", "cub200").defaults() == {"loss_lr": 2e-3, "alpha": 32.0, "margin": 0.1}
-    assert load_search_space("circle", "cub200").defaults() == {"m": 0.4, "gamma": 80.0}
+    assert load_search_space("proxy_anchor", "cub200").defaults() == {"loss_lr": 2e-3, "alpha": 32.0, "margin": 0.1,
+                                                                      **SCHEDULE_DEFAULTS}
+    assert load_search_space("circle", "cub200").defaults() == {"m": 0.4, "gamma": 80.0, **SCHEDULE_DEFAULTS}
+
+
+def test_scale_schedules_are_offered_exactly_where_a_loss_has_a_scale():
+    from benchmark.losses import build_loss
+    from benchmark.training.scale_schedules import NEEDS_PROXIES, SCHEDULE_NAMES
+
+    with_scale = set()
+    for loss in available_losses():
+        space = load_search_space(loss, "cub200")
+        bundle = build_loss(loss, space.defaults(), num_classes=5, embedding_size=8)
+        if bundle.scale_name is None:
+            assert not SCHEDULE_PARAMS & set(space.params), loss
+            continue
+        with_scale.add(loss)
+        schedule, end = space.params["scale_schedule"], space.params["scale_end"]
+        assert not schedule.tune and not end.tune, loss
+        expected = [n for n in SCHEDULE_NAMES if bundle.has_proxies or n not in NEEDS_PROXIES]
+        assert list(schedule.choices) == expected, loss
+    assert with_scale == {"proxy_nca", "normalized_softmax", "cosface", "arcface", "soft_triple", "proxy_anchor",
+                          "circle"}
 
 
 def test_dataset_overrides_apply_to_that_dataset_only():
@@ -87,7 +113,8 @@ def test_dataset_overrides_apply_to_that_dataset_only():
     assert load_search_space("arcface", "cub200").params["scale"].high == 200
     # Datasets MLRC never tuned get the paper defaults and MLRC's generic ranges.
     synthetic = load_search_space("arcface", "synthetic")
-    assert synthetic.defaults() == {"loss_lr": pytest.approx(2.01e-3), "margin": 28.6, "scale": 64.0}
+    assert synthetic.defaults() == {"loss_lr": pytest.approx(2.01e-3), "margin": 28.6, "scale": 64.0,
+                                    **SCHEDULE_DEFAULTS}
 
 
 # -- user values ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from _tiny import BENCHMARK, TINY_PROTOCOL, run_benchmark
 from benchmark.results import load_runs, load_test_results, summarize_test_results
+from benchmark.search_space import load_search_space
 
 STUDY = "synthetic-proxy_anchor-quick"
 # Slower trials (a few seconds each) so a process can be caught mid-trial.
@@ -71,7 +72,9 @@ def test_tune_then_test_end_to_end(tiny_env, tmp_path):
     test_runs = runs[runs["kind"] == "test"]
     assert len(test_runs) == 2 and test_runs["seed"].nunique() == 2
     best = max(trials_of(tmp_path)[:4], key=lambda t: t.value)
-    assert all(p == best.params for p in test_runs["params"])
+    # The searched values of the best trial; the parameters the search left fixed keep their defaults.
+    defaults = load_search_space("proxy_anchor", "synthetic").defaults()
+    assert all(p == {**defaults, **best.params} for p in test_runs["params"])
     for column in ("config", "provenance", "split_hash"):
         assert test_runs[column].notna().all()
 

@@ -18,7 +18,7 @@ from benchmark import __version__
 from benchmark.errors import UserError
 
 # Subcommand modules, in the order `benchmark --help` lists them.
-_COMMANDS = ("datasets", "evaluate", "run", "tune", "worker", "test", "status", "report", "check", "perf", "db")
+_COMMANDS = ("datasets", "evaluate", "run", "tune", "sweep", "worker", "test", "status", "report", "check", "perf", "db")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,3 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        lost = _database_error(error)
+        if lost is None:
+            raise
+        # A database that stayed unreachable (wait_for_server_restarts gave up) or cut a query short: say so in
+        # one line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
+        print(f"error: database error: {lost}; rerun the same command to resume", file=sys.stderr)
+        return 1
+
+
+def _database_error(error: BaseException) -> str | None:
+    """The first line of the database error behind ``error`` (optuna may wrap it or raise another while
+    handling it), or None for any other failure."""
+    from sqlalchemy.exc import OperationalError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OperationalError):
+            return (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+        error = error.__cause__ or error.__context__
+    return None

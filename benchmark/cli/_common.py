@@ -57,6 +57,10 @@ def add_experiment_args(parser, *, loss: bool = True) -> None:
     parser.add_argument("--split-scheme", default="mlrc", choices=("mlrc", "kfold"),
                         help="mlrc: the paper's fold rotation; kfold: plain rotation, NOT comparable with MLRC")
     parser.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
+    parser.add_argument("--batch-sampler", default=None, metavar="NAME",
+                        help="how training batches are drawn: m_per_class (MLRC, default) or representative (fixed "
+                        "class representatives with hard-class mining; its period and hard_class_share become "
+                        "parameters). Not the Optuna --sampler of tune")
     parser.add_argument("--set", action="append", metavar="SETTING=VALUE", dest="protocol_overrides",
                         help="override a protocol setting, e.g. --set max_epochs=3 (repeatable; results are then "
                         "not comparable with the preset's)")
@@ -69,7 +73,10 @@ def experiment_from_args(args):
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
 
-    protocol = protocol_for(args.protocol, args.dataset, **parse_protocol_overrides(args.protocol_overrides))
+    overrides = parse_protocol_overrides(args.protocol_overrides)
+    if args.batch_sampler is not None:
+        overrides["batch_sampler"] = args.batch_sampler
+    protocol = protocol_for(args.protocol, args.dataset, **overrides)
     search_space = load_search_space(args.loss, args.dataset)
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "check", help="compare results with a baseline file; exit 1 on a regression (for CI)",
         description="Print metric | baseline | current | delta | allowed | verdict. A metric regresses when it "
-        "drops by more than the larger of --tolerance and the half-widths of the 95 %% intervals (baseline and "
+        "drops by more than the larger of --tolerance and the half-widths of the 95 % intervals (baseline and "
         "current, where known); a baseline metric with no current value also fails. Exit 0 when nothing "
         "regressed, 1 on a regression, 2 on a malformed baseline or bad input.",
     )

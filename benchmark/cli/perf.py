@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="smaller sizes, a few minutes on a CPU; leaves out pruning unless --only names it")
+                      help="smaller sizes, a few minutes on a CPU")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes, seconds; the figures mean nothing")
     parser.add_argument("--json", type=Path, default=Path("results/perf.json"),
                         help="where to write the results (default: results/perf.json)")
@@ -36,7 +36,7 @@ def _perf(args) -> int:
         if unknown or not sections:
             raise UserError(f"--only {args.only!r}: expected a comma-separated subset of {', '.join(suite.SECTIONS)}")
     else:
-        sections = tuple(s for s in suite.SECTIONS if s not in settings.skip)
+        sections = suite.SECTIONS
     if args.json.exists() and args.json.is_dir():
         raise UserError(f"--json {args.json} is a directory; expected a file path")
     results = suite.run(settings, sections)

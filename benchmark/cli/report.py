@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from benchmark.cli import _common
+from benchmark.errors import UserError
 
 FORMATS = ("html", "md", "csv", "latex")
 DEFAULT_HTML = Path("reports/index.html")
@@ -18,7 +19,7 @@ DEFAULT_PERF = Path("results/perf.json")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="write the leaderboard: an offline HTML report, or Markdown/CSV/LaTeX tables",
-        description="html (default): one self-contained file with leaderboards (mean ± 95 %% CI over "
+        description="html (default): one self-contained file with leaderboards (mean ± 95 % CI over "
         "reproductions, MLRC's reference figures), tuning plots per loss and the environment; it opens offline. "
         "md, csv, latex: the leaderboard tables, to stdout unless --out is given. An empty database is an error "
         "(exit 2).",
@@ -49,7 +50,10 @@ def _report(args) -> int:
         write_atomically(out, render(data, perf))
         print(f"wrote {out}")
         return 0
-    text = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](leaderboard(data))
+    board = leaderboard(data)
+    if board.empty:
+        raise UserError(f"no tune or test results in {results} to tabulate; sweeps are shown in the HTML report only")
+    text = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](board)
     if args.out is None:
         sys.stdout.write(text)
     else:

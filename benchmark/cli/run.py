@@ -34,11 +34,12 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(
             {
-                "loss": args.loss, "dataset": args.dataset, "protocol": experiment.protocol.name, "params": params,
+                "loss": args.loss, "dataset": args.dataset, "protocol": experiment.protocol.label, "params": params,
                 "seed": args.seed, "split_hash": experiment.splits.hash,
                 "folds": [
                     {"fold": r.fold, "status": r.status, "best_epoch": r.best_epoch,
-                     "epochs_trained": r.epochs_trained, "untrained": r.untrained_metrics, "best": r.best_metrics}
+                     "epochs_trained": r.epochs_trained, "untrained": r.untrained_metrics, "best": r.best_metrics,
+                     "curve": r.curve, "proxy_diagnostics": r.proxy_diagnostics}
                     for r in results
                 ],
                 "mean_val_map_at_r": mean_validation_map_at_r(results),
@@ -46,7 +47,7 @@ def _run(args) -> int:
             indent=2,
         ))
         return 0
-    print(f"{args.loss} on {args.dataset} ({experiment.protocol.name}), params {params}")
+    print(f"{args.loss} on {args.dataset} ({experiment.protocol.label}), params {params}")
     print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {'untrained MAP@R':>15}  {'MAP@R':>7}  "
           f"{'R-Prec':>7}  {'P@1':>7}")
     for r in results:
@@ -54,5 +55,9 @@ def _run(args) -> int:
         print(f"{r.fold:>4}  {r.status:<15} {r.epochs_trained:>6} {r.best_epoch:>4}  "
               f"{r.untrained_metrics['mean_average_precision_at_r']:>15.4f}  {b['mean_average_precision_at_r']:>7.4f}  "
               f"{b['r_precision']:>7.4f}  {b['precision_at_1']:>7.4f}")
+    if params.get("scale_schedule", "constant") != "constant":
+        print(f"softmax scale by epoch ({params['scale_schedule']} schedule):")
+        for r in results:
+            print(f"{r.fold:>4}  " + " ".join(f"{row['scale']:.3g}" for row in r.curve))
     print(f"mean validation MAP@R: {mean_validation_map_at_r(results):.4f}")
     return 0

@@ -13,11 +13,14 @@ def register(subparsers) -> None:
         "test",
         help="retrain the study's best configuration and evaluate on the test classes (resumable)",
         description="Retrain the best trial's hyperparameters --reproductions times (4 fold models each), embed "
-        "the test classes and report separated-128 and concatenated-512 metrics with 95%% t-intervals.",
+        "the test classes and report separated-128 and concatenated-512 metrics with 95 % t-intervals.",
     )
     _common.add_experiment_args(parser)
     _common.add_storage_args(parser)
     parser.add_argument("--reproductions", type=int, default=10, help="retrainings (default: 10, as MLRC)")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="test fixed parameters instead of the study's best: the search space's defaults with "
+                        "these set (repeatable; stored under the study name plus [NAME=VALUE,...])")
     parser.set_defaults(func=_test)
 
 
@@ -29,8 +32,10 @@ def _test(args) -> int:
 
     _common.treat_sigterm_as_interrupt()
     storage, results = _common.storage_urls(args)
-    summary = run_test(experiment, storage, results, args.reproductions, args.seed)
-    print(f"{args.loss} on {args.dataset} ({experiment.protocol.name}): test classes, mean [95% CI]")
+    fixed = experiment.search_space.coerce(_common.parse_params(args.param))
+    summary = run_test(experiment, storage, results, args.reproductions, args.seed, fixed=fixed)
+    shown = f" {fixed}" if fixed else ""
+    print(f"{args.loss}{shown} on {args.dataset} ({experiment.protocol.label}): test classes, mean [95% CI]")
     for mode in ("separated_128", "concatenated_512"):
         rows = summary[summary["mode"] == mode].set_index("metric")
         cells = []

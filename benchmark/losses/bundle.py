@@ -19,6 +19,16 @@ class ScaleAttribute:
     inverse: bool = False
 
 
+@dataclass(frozen=True)
+class ProxyAttribute:
+    """Where a loss keeps its class proxies: ``attribute`` on the loss, a (classes x dim) matrix, or (dim x classes)
+    when ``transposed``; ``per_class`` consecutive rows (columns) per class, e.g. SoftTriple's centres."""
+
+    attribute: str
+    transposed: bool = False
+    per_class: int = 1
+
+
 class LossBundle:
     """What the trainer needs from a loss.
 
@@ -36,6 +46,7 @@ class LossBundle:
         decay_loss_params: bool = True,
         num_classes: int | None = None,
         scale: ScaleAttribute | None = None,
+        proxies: ProxyAttribute | None = None,
     ):
         self.loss = loss
         self.miner = miner
@@ -45,6 +56,7 @@ class LossBundle:
         # Set for losses with one weight per class, whose labels must be 0..num_classes-1.
         self.num_classes = num_classes
         self._scale = scale
+        self._proxies = proxies
         if self.parameters() and loss_lr is None:
             raise ValueError(f"{type(loss).__name__} has trainable parameters but no loss_lr")
 
@@ -108,6 +120,20 @@ class LossBundle:
         if self._scale is None:
             raise AttributeError(f"{type(self.loss).__name__} has no softmax scale")
         return self._scale
+
+    # -- class proxies ---------------------------------------------------------------------------------------
+    @property
+    def has_proxies(self) -> bool:
+        return self._proxies is not None
+
+    def class_proxies(self) -> torch.Tensor:
+        """The learned class proxies as a detached (classes x proxies-per-class x dim) tensor."""
+        if self._proxies is None:
+            raise AttributeError(f"{type(self.loss).__name__} has no class proxies")
+        weights = getattr(self.loss, self._proxies.attribute).detach()
+        if self._proxies.transposed:
+            weights = weights.t()
+        return weights.reshape(-1, self._proxies.per_class, weights.shape[-1])
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

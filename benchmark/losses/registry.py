@@ -22,7 +22,7 @@ import torch
 from pytorch_metric_learning import losses, miners, regularizers
 
 from benchmark.errors import UserError
-from benchmark.losses.bundle import LossBundle, ScaleAttribute
+from benchmark.losses.bundle import LossBundle, ProxyAttribute, ScaleAttribute
 
 # SoftTriple's centres per class: the paper's K = 10 (MLRC used pytorch-metric-learning without changing it).
 SOFT_TRIPLE_CENTERS = 10
@@ -77,7 +77,7 @@ def _ntxent(p, num_classes, embedding_size):
 def _proxy_nca(p, num_classes, embedding_size):
     loss = losses.ProxyNCALoss(num_classes, embedding_size, softmax_scale=p["softmax_scale"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes,
-                      scale=ScaleAttribute("softmax_scale", "softmax_scale"))
+                      scale=ScaleAttribute("softmax_scale", "softmax_scale"), proxies=ProxyAttribute("proxies"))
 
 
 @_register("margin", "loss_lr", "margin", "beta")
@@ -92,20 +92,23 @@ def _margin(p, num_classes, embedding_size):
 def _normalized_softmax(p, num_classes, embedding_size):
     loss = losses.NormalizedSoftmaxLoss(num_classes, embedding_size, temperature=p["temperature"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes,
-                      scale=ScaleAttribute("1/temperature", "temperature", inverse=True))
+                      scale=ScaleAttribute("1/temperature", "temperature", inverse=True),
+                      proxies=ProxyAttribute("W", transposed=True))
 
 
 @_register("cosface", "loss_lr", "margin", "scale")
 def _cosface(p, num_classes, embedding_size):
     loss = losses.CosFaceLoss(num_classes, embedding_size, margin=p["margin"], scale=p["scale"])
-    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("scale", "scale"))
+    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("scale", "scale"),
+                      proxies=ProxyAttribute("W", transposed=True))
 
 
 @_register("arcface", "loss_lr", "margin", "scale")
 def _arcface(p, num_classes, embedding_size):
     # The margin is in degrees: the constructor converts it to radians once, so loss.margin is in radians after.
     loss = losses.ArcFaceLoss(num_classes, embedding_size, margin=p["margin"], scale=p["scale"])
-    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("scale", "scale"))
+    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("scale", "scale"),
+                      proxies=ProxyAttribute("W", transposed=True))
 
 
 @_register("fastap", "num_bins")
@@ -156,13 +159,16 @@ def _soft_triple(p, num_classes, embedding_size):
         # SparseCentersRegularizer divides by twice that, so doubling the weight keeps MLRC's tuned values meaningful.
         weight_reg_weight=2 * reg_weight,
     )
-    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("la", "la"))
+    # fc is (dim x classes*centres), a class's centres in consecutive columns (PML views it as classes x centres).
+    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("la", "la"),
+                      proxies=ProxyAttribute("fc", transposed=True, per_class=SOFT_TRIPLE_CENTERS))
 
 
 @_register("proxy_anchor", "loss_lr", "alpha", "margin")
 def _proxy_anchor(p, num_classes, embedding_size):
     loss = losses.ProxyAnchorLoss(num_classes, embedding_size, margin=p["margin"], alpha=p["alpha"])
-    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("alpha", "alpha"))
+    return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("alpha", "alpha"),
+                      proxies=ProxyAttribute("proxies"))
 
 
 @_register("circle", "m", "gamma")

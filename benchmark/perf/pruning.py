@@ -6,12 +6,15 @@ without a pruner and TPE with one, and that would compare samplers too. With the
 same start-up parameters and train each fold with the same seed, so the first trials are identical and the pruner
 alone decides which folds are skipped. Both studies of a seed run one after the other in the same child process:
 ``Tuner`` derives its sampler seed from the process id, so separate processes would draw different start-up
-parameters and the comparison would no longer be paired.
+parameters and the comparison would no longer be paired. Seeds run in parallel children (one per CPU): the measure
+is fold counts, which do not depend on timing.
 
 Target per seed: the best validation MAP@R (mean over the folds) of the unpruned study, less ``tolerance``. Cost:
 the fold trainings done, in trial order, up to and including the first COMPLETE trial at or above the target
 (a pruned trial's partial mean is not a result a user could pick). A median-pruned study cannot beat the unpruned
-one before its first trial past the start-up phase (5 trials), so a seed whose best comes early costs both the same.
+one before its first trial past the start-up phase (``PRUNER_STARTUP_TRIALS`` complete trials), so a seed whose
+target is reached that early costs both the same. Each seed keeps its per-trial fold counts and values, which show
+where a ratio comes from.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from optuna.trial import TrialState
 
-PRUNERS = ("none", "median")
+PRUNER = "median"
+PRUNERS = ("none", PRUNER)
 logger = logging.getLogger(__name__)
 
 
@@ -62,39 +67,48 @@ def _cpu():
     return torch.device("cpu")
 
 
-def folds_to_reach(rows: list[dict], target: float) -> int | None:
-    """Fold trainings up to the first COMPLETE trial scoring >= ``target``; None when none does."""
+def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None]:
+    """(fold trainings, 1-based trial) up to the first COMPLETE trial scoring >= ``target``; Nones when none does."""
     spent = 0
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         spent += row["folds"]
         if row["value"] is not None and row["value"] >= target:
-            return spent
-    return None
+            return spent, number
+    return None, None
 
 
 def compare(size: str, trials: int, seeds: tuple[int, ...], overrides: dict, loss: str = "multi_similarity",
             tolerance: float = 0.01) -> dict:
     """Both studies for every seed; per seed and summed fold trainings, and the pruned/unpruned ratios."""
+    from benchmark.tuning.samplers import PRUNER_STARTUP_TRIALS
+
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="perf-pruning-") as tmp:
-        for seed in seeds:
-            rows = _child(Path(tmp), size, seed, trials, loss, overrides)
-            best = max(r["value"] for r in rows["none"] if r["value"] is not None)
-            target = best - tolerance
-            entry = {"seed": seed, "unpruned_best": best, "target": target}
-            for pruner, name in (("none", "unpruned"), ("median", "pruned")):
-                completes = [r["value"] for r in rows[pruner] if r["value"] is not None]
-                entry[name] = {
-                    "folds_total": sum(r["folds"] for r in rows[pruner]),
-                    "folds_to_reach": folds_to_reach(rows[pruner], target),
-                    "best": max(completes) if completes else None,
-                    "pruned_trials": sum(r["state"] == "PRUNED" for r in rows[pruner]),
-                }
-            per_seed.append(entry)
+        with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
+            studies = list(pool.map(lambda seed: _child(Path(tmp), size, seed, trials, loss, overrides), seeds))
+    for seed, rows in zip(seeds, studies):
+        best = max(r["value"] for r in rows["none"] if r["value"] is not None)
+        target = best - tolerance
+        entry = {"seed": seed, "unpruned_best": best, "target": target}
+        for pruner, name in (("none", "unpruned"), (PRUNER, "pruned")):
+            completes = [r["value"] for r in rows[pruner] if r["value"] is not None]
+            folds, trial = reach(rows[pruner], target)
+            entry[name] = {
+                "folds_total": sum(r["folds"] for r in rows[pruner]),
+                "folds_to_reach": folds,
+                "trial_reaching": trial,
+                "best": max(completes) if completes else None,
+                "pruned_trials": sum(r["state"] == "PRUNED" for r in rows[pruner]),
+                # In trial order; a pruned trial has no value.
+                "trial_folds": [r["folds"] for r in rows[pruner]],
+                "trial_values": [r["value"] for r in rows[pruner]],
+            }
+        per_seed.append(entry)
     reached = all(e["pruned"]["folds_to_reach"] is not None for e in per_seed)
     unpruned_reach = sum(e["unpruned"]["folds_to_reach"] for e in per_seed)
     return {
-        "dataset": f"synthetic {size}", "loss": loss, "sampler": "tpe", "trials_per_study": trials,
+        "dataset": f"synthetic {size}", "loss": loss, "sampler": "tpe", "pruner": PRUNER,
+        "pruner_startup_trials": PRUNER_STARTUP_TRIALS, "trials_per_study": trials,
         "protocol": {"preset": "quick", **overrides}, "tolerance": tolerance, "seeds": per_seed,
         "pruned_reached_target_every_seed": reached,
         # Without a reach on every seed the ratio would silently drop the failures: None says "target missed".

@@ -16,9 +16,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from benchmark.config import DEFAULT_BATCH_SAMPLER
 from benchmark.errors import UserError
-from benchmark.results import load_epoch_curves, load_runs, summarize_test_results
+from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
 from benchmark.tuning.storage import open_storage
+from benchmark.tuning.sweep import SWEEP_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +65,12 @@ class ReportData:
     curves: pd.DataFrame  # load_epoch_curves
     reference_mapr: dict = field(default_factory=dict)  # {(loss, dataset): value}
     reference_hparams: dict = field(default_factory=dict)  # {(loss, dataset): {param: value}}
+    sweeps: list[StudyData] = field(default_factory=list)  # grid studies (`benchmark sweep`), not on the leaderboard
+    proxy_diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_proxy_diagnostics
 
     @property
     def empty(self) -> bool:
-        return not self.studies and self.summary.empty
+        return not self.studies and not self.sweeps and self.summary.empty
 
 
 def collect(storage_url: str, results_url: str) -> ReportData:
@@ -74,9 +78,12 @@ def collect(storage_url: str, results_url: str) -> ReportData:
     runs = load_runs(results_url)
     summary = summarize_test_results(results_url)
     curves = load_epoch_curves(results_url)
-    studies = _studies(storage_url)
+    found = _studies(storage_url)
+    studies = [s for s in found if SWEEP_ATTR not in s.attrs]
+    sweeps = [s for s in found if SWEEP_ATTR in s.attrs]
     mapr, hparams = load_reference()
-    return ReportData(storage_url, results_url, studies, summary, runs, curves, mapr, hparams)
+    return ReportData(storage_url, results_url, studies, summary, runs, curves, mapr, hparams, sweeps,
+                      load_proxy_diagnostics(results_url))
 
 
 def _studies(storage_url: str) -> list[StudyData]:
@@ -104,12 +111,24 @@ def _identity(name: str, attrs: dict) -> tuple[str, str, str]:
     """(dataset, loss, protocol) from the study's attributes, else from its name ``<dataset>-<loss>-<protocol>``."""
     parts = name.split("-")
     protocol = attrs.get("protocol")
-    protocol_name = protocol.get("name") if isinstance(protocol, dict) else protocol
+    protocol_name = protocol_label(protocol) if isinstance(protocol, dict) else protocol
     return (
         str(attrs.get("dataset") or (parts[0] if len(parts) == 3 else name)),
         str(attrs.get("loss") or (parts[1] if len(parts) == 3 else name)),
         str(protocol_name or (parts[2] if len(parts) == 3 else "?")),
     )
+
+
+def protocol_label(protocol: dict) -> str:
+    """``Protocol.label`` of a stored ``Protocol.to_dict()`` (older studies recorded no batch sampler)."""
+    sampler = protocol.get("batch_sampler", DEFAULT_BATCH_SAMPLER)
+    return protocol["name"] if sampler == DEFAULT_BATCH_SAMPLER else f"{protocol['name']}+{sampler}"
+
+
+def configuration(study_name: str) -> str:
+    """The ``[name=value,...]`` suffix of a test of fixed parameters (``benchmark test --param``), else ''."""
+    start = study_name.find("[")
+    return study_name[start:] if start >= 0 and study_name.endswith("]") else ""
 
 
 def load_reference() -> tuple[dict, dict]:
@@ -139,10 +158,13 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
     for r in data.summary.itertuples(index=False):
         if r.mode not in MODES or r.metric not in METRICS:
             continue
-        row = rows.setdefault((r.dataset, r.protocol, r.loss), _empty_row(r.dataset, r.protocol, r.loss))
+        # A test of fixed parameters is a row of its own, named by the values it set.
+        loss = f"{r.loss} {configuration(r.study_name)}".rstrip()
+        row = rows.setdefault((r.dataset, r.protocol, loss), _empty_row(r.dataset, r.protocol, loss))
         for part in ("mean", "ci_low", "ci_high", "n"):
             row[f"{r.mode}/{r.metric}/{part}"] = getattr(r, part)
-    for (dataset, _protocol, loss), row in rows.items():
+    for (dataset, _protocol, label), row in rows.items():
+        loss = label.split(" ")[0]
         row["mlrc_best_val_map_at_r"] = data.reference_mapr.get((loss, dataset))
         optimum = data.reference_hparams.get((loss, dataset))
         row["mlrc_optimal_hparams"] = None if optimum is None else "; ".join(f"{k}={v:g}" for k, v in optimum.items())

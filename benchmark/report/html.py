@@ -22,6 +22,9 @@ from plotly.subplots import make_subplots
 from benchmark.errors import UserError
 from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
 from benchmark.report.perf import perf_section
+from benchmark.report.comparisons import comparisons_section
+from benchmark.report.diagnostics import proxy_section
+from benchmark.report.sweeps import sweeps_section
 from benchmark.report.tables import COLUMNS, best_rows, budget, cell, groups, header_labels, reference
 from benchmark.search_space import load_search_space
 
@@ -83,9 +86,12 @@ def render(data: ReportData, perf: dict | None = None) -> str:
         "sort.</p>",
         "<h2>Leaderboard</h2>",
         _leaderboards(board),
+        comparisons_section(data.summary, figures.embed),
         "<h2>Per loss</h2>",
     ]
     parts += [_study_section(s, data, figures) for s in data.studies]
+    parts.append(sweeps_section(data.sweeps, figures.embed))
+    parts.append(proxy_section(data, figures.embed))
     if perf is not None:
         parts.append(perf_section(perf))
     parts += [_environment(data), f"<script>{_SORT_JS}</script>", "</body></html>"]

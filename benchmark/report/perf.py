@@ -32,7 +32,8 @@ def perf_section(perf: dict) -> str:
     for name, target in perf["targets"].items():
         target = target if isinstance(target, dict) else {}
         measured = target.get("measured")
-        shown = f"{measured:.3g}" if isinstance(measured, (int, float)) else str(measured)
+        # None: no ratio, e.g. a pruned study that never reached the unpruned best.
+        shown = "n/a" if measured is None else f"{measured:.3g}" if isinstance(measured, float) else str(measured)
         met = target.get("met")
         out.append(f"<tr><td>{escape(str(name))}</td><td>{escape(str(target.get('target', '')))}</td>"
                    f"<td>{escape(shown)}</td><td>{'yes' if met else 'no' if met is not None else '-'}</td></tr>")

@@ -3,6 +3,7 @@
 from benchmark.results.api import (
     load_epoch_curves,
     load_fold_results,
+    load_proxy_diagnostics,
     load_runs,
     load_test_results,
     mean_and_ci,
@@ -17,6 +18,7 @@ __all__ = [
     "collect_provenance",
     "load_epoch_curves",
     "load_fold_results",
+    "load_proxy_diagnostics",
     "load_runs",
     "load_test_results",
     "mean_and_ci",

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 from sqlalchemy import DateTime, Float, Integer, Select, inspect, select
 
-from benchmark.results.schema import EpochCurve, FoldResult, Run, TestResult
+from benchmark.results.schema import EpochCurve, FoldResult, ProxyDiagnostic, Run, TestResult
 from benchmark.results.store import make_engine, user_errors
 
 SUMMARY_KEYS = ["dataset", "loss", "protocol", "study_name", "mode", "metric"]
@@ -85,6 +85,17 @@ def load_epoch_curves(storage: str) -> pd.DataFrame:
     return _load(storage, statement)
 
 
+def load_proxy_diagnostics(storage: str) -> pd.DataFrame:
+    """One row per validation of a fold of a run of a proxy loss: proxy-cosine pairs, mean, variance and the
+    ``summary`` dict (min, max, quantiles, histogram), with the run's identity columns."""
+    statement = (
+        select(*ProxyDiagnostic.__table__.columns, *_RUN_IDENTITY)
+        .join(Run, Run.id == ProxyDiagnostic.run_id)
+        .order_by(ProxyDiagnostic.run_id, ProxyDiagnostic.fold, ProxyDiagnostic.epoch)
+    )
+    return _load(storage, statement, tables=(Run, ProxyDiagnostic))
+
+
 def load_test_results(storage: str, complete_only: bool = True) -> pd.DataFrame:
     """Test metrics in long format (one row per reproduction, mode and metric) with the run's columns.
 
@@ -126,12 +137,13 @@ def summarize_test_results(storage: str) -> pd.DataFrame:
     return summary.astype({"n": "int64", "mean": "float64", "ci_low": "float64", "ci_high": "float64"})
 
 
-def _load(storage: str, statement: Select) -> pd.DataFrame:
+def _load(storage: str, statement: Select, tables: tuple = (Run,)) -> pd.DataFrame:
     engine = make_engine(storage, write=False)
     try:
         with user_errors(storage, "cannot read the results database"), engine.connect() as conn:
-            # The tables are created together, in one transaction: all present or none.
-            present = inspect(conn).has_table(Run.__tablename__)
+            # The tables are created together, in one transaction; a table added in a later version appears in an
+            # older database the first time a writer opens it.
+            present = all(inspect(conn).has_table(table.__tablename__) for table in tables)
             rows = conn.execute(statement).all() if present else []
     finally:
         engine.dispose()

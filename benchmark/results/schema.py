@@ -109,6 +109,26 @@ class EpochCurve(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
 
 
+class ProxyDiagnostic(Base):
+    """Cosine similarities between the class proxies of one fold at one validation (proxy losses only).
+
+    Its own table rather than columns of ``bm_epoch_curves``: databases created before it gain it by
+    ``create_all`` without a migration.
+    """
+
+    __tablename__ = "bm_proxy_diagnostics"
+    __table_args__ = (UniqueConstraint("run_id", "fold", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bm_runs.id", ondelete="CASCADE"))
+    fold: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    pairs: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float] = mapped_column(Float)
+    variance: Mapped[float] = mapped_column(Float)
+    summary: Mapped[dict] = mapped_column(JSON)  # min, max, quantiles, fixed-bin histogram over [-1, 1]
+
+
 class TestResult(Base):
     """One test metric of one reproduction in one mode (long format).
 

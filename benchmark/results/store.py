@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,7 +26,17 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_secrets, redact_url
-from benchmark.results.schema import RUN_KINDS, RUN_STATUSES, Base, EpochCurve, FoldResult, Meta, Run, TestResult
+from benchmark.results.schema import (
+    RUN_KINDS,
+    RUN_STATUSES,
+    Base,
+    EpochCurve,
+    FoldResult,
+    Meta,
+    ProxyDiagnostic,
+    Run,
+    TestResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +44,8 @@ DEFAULT_STORAGE = "sqlite:///results/benchmark.db"
 SQLITE_BUSY_TIMEOUT_S = 60
 _CONNECT_TIMEOUT_S = 10
 _CREATE_ATTEMPTS = 3
+# How long a worker waits for a database server that went away (restart, failover) before it gives up.
+RECONNECT_WAIT_S = 120
 _EXAMPLE_URLS = "e.g. sqlite:///results/benchmark.db or postgresql://user@host:5432/dbname"
 
 # Validation metric names (pytorch-metric-learning's AccuracyCalculator) -> bm_fold_results columns.
@@ -198,6 +211,23 @@ class ResultsStore:
 
     # ---- test results -----------------------------------------------------------------------------------------
 
+    def record_proxy_diagnostics(self, run_id: int, fold: int, rows: Iterable[Mapping]) -> None:
+        """Record (or replace) the proxy-cosine summaries of one fold: rows of ``{"epoch": e, **summary}`` as
+        ``benchmark.evaluation.proxy_diagnostics.proxy_cosine_summary`` returns them."""
+        records = []
+        for row in rows:
+            summary = {k: v for k, v in row.items() if k not in {"epoch", "pairs", "mean", "variance"}}
+            records.append({"run_id": run_id, "fold": int(fold), "epoch": int(row["epoch"]), "pairs": int(row["pairs"]),
+                            "mean": _float(row["mean"]), "variance": _float(row["variance"]),
+                            "summary": _jsonable(summary)})
+        if not records:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(delete(ProxyDiagnostic).where(
+                ProxyDiagnostic.run_id == run_id, ProxyDiagnostic.fold == int(fold),
+                ProxyDiagnostic.epoch.in_([r["epoch"] for r in records])))
+            conn.execute(insert(ProxyDiagnostic), records)
+
     def record_test_metrics(
         self,
         run_id: int,
@@ -346,7 +376,34 @@ def make_engine(url: str, *, write: bool) -> Engine:
     except UserError:
         engine.dispose()
         raise
+    if not sqlite:
+        wait_for_server_restarts(engine)
     return engine
+
+
+def wait_for_server_restarts(engine: Engine, wait_s: float = RECONNECT_WAIT_S) -> None:
+    """Retry ``engine``'s new connections for up to ``wait_s`` while the server is down, instead of failing at once.
+
+    Call it once the engine has connected: a server that answered and then restarts (maintenance, failover) costs a
+    long-running worker a pause, not its trial; a server never reached still fails at once. ``pool_pre_ping``
+    notices the pooled connections the restart cut and reconnects through here; a query the restart interrupts
+    still fails (nothing can tell whether it committed)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        deadline = time.monotonic() + wait_s
+        first = True
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as error:
+                if time.monotonic() > deadline:
+                    raise
+                if first:
+                    first = False
+                    logger.warning("database unreachable (%s); retrying for up to %.0f s",
+                                   _first_line(error, engine.url.render_as_string(hide_password=False)), wait_s)
+                time.sleep(2)
 
 
 @contextmanager

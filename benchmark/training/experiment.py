@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +14,9 @@ import torch
 from benchmark.config import Protocol
 from benchmark.data import ImageDataset, get_dataset
 from benchmark.data.cache import DecodedImageCache
+from benchmark.data.samplers import batch_sampler_space
 from benchmark.data.splits import Splits, make_splits
+from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace
 from benchmark.training.fold import FoldTrainer
 from benchmark.training.run import FoldRun
@@ -40,6 +42,12 @@ class Experiment:
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
                split_scheme="mlrc", num_workers=None) -> "Experiment":
+        # The batch sampler's own hyperparameters (e.g. the representatives' period) are searched with the loss's.
+        extra = batch_sampler_space(protocol.batch_sampler)
+        clash = sorted(set(extra) & set(search_space.params))
+        if clash:
+            raise UserError(f"batch sampler {protocol.batch_sampler} and loss {loss_name} both define {clash}")
+        search_space = replace(search_space, params={**search_space.params, **extra})
         dataset = get_dataset(dataset_name, data_root)
         splits = make_splits(dataset, split_scheme)
         return cls(

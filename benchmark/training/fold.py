@@ -16,18 +16,20 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader
 
 from benchmark.config import Protocol
 from benchmark.data.cache import DecodedImageCache
 from benchmark.data.images import ImageSet
+from benchmark.data.samplers import batch_sampler_space, build_batch_sampler
 from benchmark.data.splits import Splits
 from benchmark.data.transforms import eval_transform, train_transform
 from benchmark.evaluation.embed import compute_embeddings
 from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
+from benchmark.training.scale_schedules import build_schedule
 from benchmark.training.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class FoldResult:
     untrained_metrics: dict
     best_metrics: dict
     curve: list[dict] = field(default_factory=list)
+    proxy_diagnostics: list[dict] = field(default_factory=list)  # {"epoch": e, **proxy_cosine_summary} per validation
     seconds: float = 0.0
     state: dict | None = None  # best checkpoint: {"model": ..., "loss": ...} on the CPU
 
@@ -131,20 +134,18 @@ class FoldTrainer:
             optimizers.append(loss_optimizer)
         return optimizers
 
-    def _train_loader(self, data: FoldData, seed: int) -> DataLoader:
+    def _batch_sampler(self, data: FoldData, seed: int):
         p = self.protocol
-        sampler = MPerClassSampler(
-            data.train_labels,
-            m=p.m_per_class,
-            batch_size=p.batch_size,
-            length_before_new_iter=p.iterations_per_epoch * p.batch_size,
-        )
-        dataset = ImageSet(data.train_paths, data.train_labels, train_transform(p), self.cache)
+        own = batch_sampler_space(p.batch_sampler)  # the trial's params hold the loss's and the sampler's
+        return build_batch_sampler(p.batch_sampler, data.train_labels, batch_size=p.batch_size,
+                                   m_per_class=p.m_per_class, iterations=p.iterations_per_epoch,
+                                   params={k: v for k, v in self.params.items() if k in own}, seed=seed)
+
+    def _train_loader(self, data: FoldData, batches, seed: int) -> DataLoader:
+        dataset = ImageSet(data.train_paths, data.train_labels, train_transform(self.protocol), self.cache)
         return DataLoader(
             dataset,
-            batch_size=p.batch_size,
-            sampler=sampler,
-            drop_last=True,
+            batch_sampler=batches,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.device.type == "cuda",
@@ -167,52 +168,79 @@ class FoldTrainer:
 
     # -- the fold --------------------------------------------------------------------------------------------
     def train(self, data: FoldData, seed: int) -> FoldResult:
+        """Normal training with early stopping, then the scale schedule's additional phase if it has one."""
         p = self.protocol
         started = time.perf_counter()
         seed_everything(seed)
         model, bundle = self.build(data.num_train_classes)
+        schedule = build_schedule(self.params, bundle)
+        schedule.start(bundle, data.num_train_classes)
         optimizers = self._optimizers(model, bundle)
         scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        train_loader = self._train_loader(data, seed)
+        batches = self._batch_sampler(data, seed)
+        train_loader = self._train_loader(data, batches, seed)
         val_loader = self.eval_loader(data.val_paths, data.val_labels)
+        observers = [lambda embeddings, labels: batches.observe(embeddings)]  # in batch order, as drawn
+        if schedule.observes:
+            observers.append(lambda embeddings, labels: schedule.observe(bundle, embeddings, labels))
+        run = _FoldProgress()
 
-        untrained = self.validate(model, val_loader)
-        best_metrics, best_epoch = untrained, 0
-        best_state = _snapshot(model, bundle)
-        curve = [_curve_row(0, None, untrained, optimizers, bundle, time.perf_counter() - started)]
-        self._report(data.fold, curve[-1], best_metrics, best_epoch)
-        status, epoch = "ok", 0
-
-        for epoch in range(1, p.max_epochs + 1):
-            epoch_loss = self._train_epoch(model, bundle, optimizers, scaler, train_loader)
+        def epoch_done(epoch: int, loss: float | None, scale: float | None, validate: bool) -> bool:
+            """Record an epoch (validating when asked); False when the loss stopped being finite."""
             metrics = None
-            if not math.isfinite(epoch_loss):
-                status = "nonfinite_loss"
-                logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold, epoch_loss, epoch)
-            elif epoch % p.save_interval == 0:
+            if loss is not None and not math.isfinite(loss):
+                run.status = "nonfinite_loss"
+                logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold, loss, epoch)
+            elif validate:
                 metrics = self.validate(model, val_loader)
-                if metrics["mean_average_precision_at_r"] > best_metrics["mean_average_precision_at_r"]:
-                    best_metrics, best_epoch = metrics, epoch
-                    best_state = _snapshot(model, bundle)
-            curve.append(_curve_row(epoch, epoch_loss, metrics, optimizers, bundle, time.perf_counter() - started))
-            self._report(data.fold, curve[-1], best_metrics, best_epoch)
-            if status != "ok" or epoch - best_epoch >= p.patience:
+                run.consider(epoch, metrics, lambda: _snapshot(model, bundle))
+                if bundle.has_proxies:
+                    run.diagnostics.append({"epoch": epoch, **proxy_cosine_summary(bundle.class_proxies())})
+            run.curve.append(_curve_row(epoch, loss, metrics, optimizers, scale, time.perf_counter() - started))
+            self._report(data.fold, run.curve[-1], run.best_metrics, run.best_epoch)
+            return run.status == "ok"
+
+        def train_epoch() -> tuple[float, float | None]:
+            scale = bundle.get_scale() if bundle.scale_name else None  # the s this epoch trains with
+            loss = self._train_epoch(model, bundle, optimizers, scaler, train_loader, observers)
+            return loss, scale
+
+        epoch_done(0, None, bundle.get_scale() if bundle.scale_name else None, validate=True)
+        epoch = 0
+        for epoch in range(1, p.max_epochs + 1):
+            loss, scale = train_epoch()
+            if not epoch_done(epoch, loss, scale, validate=epoch % p.save_interval == 0):
+                break
+            schedule.end_epoch(bundle)
+            if epoch - run.best_epoch >= p.patience:
+                break
+        normal_epochs = epoch
+        extra = schedule.extra_epochs(normal_epochs) if run.status == "ok" else 0
+        if extra:
+            logger.info("fold %d: %d more epochs moving the scale to its end value", data.fold, extra)
+        for step in range(1, extra + 1):
+            bundle.set_scale(schedule.extra_scale(step, extra))
+            epoch = normal_epochs + step
+            loss, scale = train_epoch()
+            # The phase's last epoch is always validated: it is the model trained at the end value.
+            if not epoch_done(epoch, loss, scale, validate=epoch % p.save_interval == 0 or step == extra):
                 break
 
         return FoldResult(
             fold=data.fold,
             seed=seed,
-            status=status,
-            best_epoch=best_epoch,
+            status=run.status,
+            best_epoch=run.best_epoch,
             epochs_trained=epoch,
-            untrained_metrics=untrained,
-            best_metrics=best_metrics,
-            curve=curve,
+            untrained_metrics=run.untrained_metrics,
+            best_metrics=run.best_metrics,
+            curve=run.curve,
+            proxy_diagnostics=run.diagnostics,
             seconds=time.perf_counter() - started,
-            state=best_state,
+            state=run.best_state,
         )
 
-    def _train_epoch(self, model, bundle, optimizers, scaler, loader) -> float:
+    def _train_epoch(self, model, bundle, optimizers, scaler, loader, observers=()) -> float:
         model.train()
         # Summed on the device and read once per epoch: a per-step .item() would stall a GPU at every step.
         total = torch.zeros((), device=self.device)
@@ -233,6 +261,8 @@ class FoldTrainer:
             scaler.update()
             total += loss.detach()
             steps += 1
+            for observe in observers:
+                observe(embeddings.detach(), labels)
         return float(total.item()) / max(steps, 1)
 
     def _report(self, fold: int, row: dict, best: dict, best_epoch: int) -> None:
@@ -248,6 +278,27 @@ class FoldTrainer:
             self.on_epoch(fold, row)
 
 
+@dataclass
+class _FoldProgress:
+    """What one fold has reached so far: the best validation and its checkpoint, the curve, the diagnostics."""
+
+    status: str = "ok"
+    best_epoch: int = 0
+    best_metrics: dict | None = None
+    best_state: dict | None = None
+    untrained_metrics: dict | None = None
+    curve: list[dict] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)
+
+    def consider(self, epoch: int, metrics: dict, snapshot: Callable[[], dict]) -> None:
+        """Keep ``metrics`` (and a snapshot) when they beat the best so far; epoch 0 is the untrained model."""
+        if self.best_metrics is None:
+            self.untrained_metrics = metrics
+        elif metrics["mean_average_precision_at_r"] <= self.best_metrics["mean_average_precision_at_r"]:
+            return
+        self.best_metrics, self.best_epoch, self.best_state = metrics, epoch, snapshot()
+
+
 def _default_workers(device: torch.device) -> int:
     # On the CPU, decoding is cached and the images are small: worker processes cost more than they save.
     return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
@@ -261,7 +312,7 @@ def _cpu_copy(state: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state.items()}
 
 
-def _curve_row(epoch, loss, metrics, optimizers, bundle, seconds) -> dict:
+def _curve_row(epoch, loss, metrics, optimizers, scale, seconds) -> dict:
     lrs = {name: optimizer.param_groups[0]["lr"] for name, optimizer in zip(("model", "loss"), optimizers)}
     metrics = metrics or {}
     return {
@@ -271,6 +322,6 @@ def _curve_row(epoch, loss, metrics, optimizers, bundle, seconds) -> dict:
         "val_r_precision": metrics.get("r_precision"),
         "val_map_at_r": metrics.get("mean_average_precision_at_r"),
         "lrs": lrs,
-        "scale": bundle.get_scale() if bundle.scale_name else None,
+        "scale": scale,
         "seconds": seconds,
     }

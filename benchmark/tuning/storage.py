@@ -7,6 +7,8 @@
 
 RDB storages get heartbeats: a worker that dies mid-trial leaves a trial whose heartbeat goes stale; Optuna then
 marks it FAIL and our callback re-queues its parameters (with the folds it had finished).
+A database server that restarts under running workers pauses them (``wait_for_server_restarts``) rather than
+failing their trials; one that stays away makes them stop with a one-line error, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_url
-from benchmark.results.store import DEFAULT_STORAGE, with_installed_postgres_driver
+from benchmark.results.store import DEFAULT_STORAGE, wait_for_server_restarts, with_installed_postgres_driver
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +62,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     # Several processes starting at once race to create Optuna's tables; the loser retries.
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
-            return RDBStorage(
+            storage = RDBStorage(
                 parsed.render_as_string(hide_password=False),
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=GRACE_PERIOD_S,
                 heartbeat_stale_trial_callback=retry_callback(),
             )
+            if parsed.get_backend_name() != "sqlite":
+                # A server restart under running workers pauses them (pool_pre_ping above finds the cut
+                # connections), instead of failing every trial that reports a fold during the restart.
+                wait_for_server_restarts(storage.engine)
+            return storage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
             if attempt == _CREATE_ATTEMPTS or not _is_creation_race(error):
                 raise UserError(f"cannot open storage {redact_url(url)}: {_first_line(error)}") from None

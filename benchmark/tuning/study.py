@@ -57,19 +57,24 @@ class TuneSummary:
 
 class Tuner:
     def __init__(self, experiment: Experiment, storage_url: str, results_url: str, *, total_trials: int,
-                 sampler: str, pruner: str, seed: int):
+                 sampler: str | optuna.samplers.BaseSampler, pruner: str, seed: int, name: str | None = None):
+        """``sampler``: a name from SAMPLERS, or a ready sampler (a sweep's GridSampler); ``name``: the study's
+        name when it is not tune's ``<dataset>-<loss>-<protocol>``."""
         self.experiment = experiment
         self.total = total_trials
         self.seed = seed
-        self.name = study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.name)
+        self.name = name or study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
         self.storage = open_storage(storage_url)
         self.results = ResultsStore(results_url)
-        existing = _existing_trial_count(self.storage, self.name)
-        # Seeded per resume and per process, so a restart or a second worker does not replay the start-up points.
-        sampler_seed = derive_seed(seed, existing, os.getpid())
-        self.sampler_name = sampler
-        self.study = self._create_or_load(make_sampler(sampler, experiment.search_space, sampler_seed, pruned=pruner != "none"),
-                                          make_pruner(pruner))
+        if isinstance(sampler, str):
+            existing = _existing_trial_count(self.storage, self.name)
+            # Seeded per resume and per process, so a restart or a second worker does not replay the start-up points.
+            sampler_seed = derive_seed(seed, existing, os.getpid())
+            self.sampler_name = sampler
+            sampler = make_sampler(sampler, experiment.search_space, sampler_seed, pruned=pruner != "none")
+        else:
+            self.sampler_name = type(sampler).__name__
+        self.study = self._create_or_load(sampler, make_pruner(pruner))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._current_trial_id: int | None = None  # the trial this process is training, for an interrupt
 
@@ -174,7 +179,7 @@ class Tuner:
         logger.info("trial %d params %s%s", trial.number, params,
                     f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")
         run_id = self.results.start_run(
-            kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.name,
+            kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
             params=params, config=_config(e, self.sampler_name), seed=trial_seed, split_hash=e.splits.hash,
             provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
         )
@@ -184,6 +189,7 @@ class Tuner:
             self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
                                      result.seconds, result.best_metrics)
             self.results.record_epochs(run_id, result.fold, result.curve)
+            self.results.record_proxy_diagnostics(run_id, result.fold, result.proxy_diagnostics)
             done[result.fold] = _fold_summary(result)
             trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
             self._report(trial, done)

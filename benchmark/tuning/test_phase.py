@@ -63,10 +63,24 @@ class TestSet:
         self.labels = labels
 
 
-def run_test(experiment: Experiment, storage_url: str, results_url: str, reproductions: int, seed: int) -> pd.DataFrame:
+def configuration_name(study: str, fixed: dict) -> str:
+    """The results key of a test of fixed parameters: the study's name plus the values set by hand, e.g.
+    ``synthetic-proxy_anchor-quick[scale_end=4,scale_schedule=linear]``."""
+    return f"{study}[{','.join(f'{k}={fixed[k]}' for k in sorted(fixed))}]"
+
+
+def run_test(experiment: Experiment, storage_url: str, results_url: str, reproductions: int, seed: int,
+             fixed: dict | None = None) -> pd.DataFrame:
+    """Test the study's best parameters, or -- with ``fixed`` -- the search space's defaults with ``fixed`` set
+    (no study needed: e.g. a published configuration, or one scale schedule against another)."""
     e = experiment
-    name = study_name(e.dataset_name, e.loss_name, e.protocol.name)
-    params = best_params(storage_url, name, e.splits.hash)
+    name = study_name(e.dataset_name, e.loss_name, e.protocol.label)
+    if fixed:
+        name = configuration_name(name, fixed)
+        params = {**e.search_space.defaults(), **fixed}
+    else:
+        # Parameters the search did not vary are not in the trial's params: they keep the search space's value.
+        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash)}
     results = ResultsStore(results_url)
     done = results.completed_reproductions(name)
     trainer = e.trainer(params)
@@ -78,7 +92,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
         rep_seed = derive_seed(seed, _REPRODUCTION_SEED_OFFSET + reproduction)
         run_id = results.start_run(
-            kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.name,
+            kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
             params=params, config={"protocol": e.protocol.to_dict(), "weights": e.weights,
                                    "split_scheme": e.splits.scheme},
             seed=rep_seed, split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
@@ -90,11 +104,12 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
                 results.record_fold(run_id, fold.fold, fold.status, fold.best_epoch, fold.epochs_trained,
                                     fold.seconds, fold.best_metrics)
                 results.record_epochs(run_id, fold.fold, fold.curve)
+                results.record_proxy_diagnostics(run_id, fold.fold, fold.proxy_diagnostics)
             metrics = evaluate_test(trainer, [f.state for f in folds], test_set, e.recall_at)
         except BaseException:
             results.finish_run(run_id, "failed")
             raise
-        results.record_test_metrics(run_id, name, e.dataset_name, e.loss_name, e.protocol.name, reproduction,
+        results.record_test_metrics(run_id, name, e.dataset_name, e.loss_name, e.protocol.label, reproduction,
                                     rep_seed, metrics)
         logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
                     metrics["separated_128"]["mean_average_precision_at_r"],

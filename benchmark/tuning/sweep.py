@@ -1,0 +1,186 @@
+"""``sweep``: train every point of a hyperparameter grid (an Optuna study with a GridSampler).
+
+The grid's parameters become categorical parameters whose choices are the grid values, so the values the
+GridSampler hands out reach the loss unchanged (a value may lie outside tune's search range as long as it is inside
+the loss's domain); every other parameter is fixed at its default or its ``--param`` value. The study is run by
+:class:`~benchmark.tuning.study.Tuner` with the grid size as its exact total, so resume, interrupt re-queue,
+dead-worker recovery and the results store behave as in ``tune``. Its name is derived from the grid and the fixed
+values: rerunning the same command resumes, a different grid is a different study. The study's user attribute
+``sweep`` (grid and fixed values) is how the report tells sweeps from tune studies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from benchmark.errors import UserError
+from benchmark.search_space import SearchSpace
+from benchmark.tuning.storage import retry_callback
+
+if TYPE_CHECKING:
+    from benchmark.tuning.study import TuneSummary
+
+logger = logging.getLogger(__name__)
+
+SWEEP_ATTR = "sweep"
+# What the per-grid-point table shows: the fold summaries' keys the Tuner stores in the trial's "folds" attribute.
+FOLD_METRICS = {"map_at_r": "MAP@R", "precision_at_1": "P@1"}
+
+Value = float | int | str
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The swept values per parameter (in the search space's order) and the fixed values of the others."""
+
+    values: dict[str, tuple[Value, ...]]
+    fixed: dict[str, Value]
+
+    @property
+    def size(self) -> int:
+        size = 1
+        for values in self.values.values():
+            size *= len(values)
+        return size
+
+    def points(self) -> list[dict[str, Value]]:
+        return [dict(zip(self.values, combo)) for combo in itertools.product(*self.values.values())]
+
+    def to_attr(self) -> dict:
+        return {"grid": {name: list(values) for name, values in self.values.items()}, "fixed": dict(self.fixed)}
+
+    @classmethod
+    def from_attr(cls, attr: dict) -> Grid:
+        return cls({name: tuple(values) for name, values in attr["grid"].items()}, dict(attr.get("fixed") or {}))
+
+    def study_name(self, dataset: str, loss: str, protocol: str) -> str:
+        digest = hashlib.sha256(json.dumps(self.to_attr(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{dataset}-{loss}-{protocol}-sweep-{'-'.join(self.values)}-{digest}"
+
+
+def parse_grid(space: SearchSpace, grid_args: list[str] | None, fixed: dict[str, str]) -> Grid:
+    """``["alpha=4,8", "margin=0,0.1"]`` and the ``--param`` values -> a Grid; every value typed and checked
+    against its parameter's domain. Numeric values are sorted and repeats dropped, so the same grid written
+    differently is the same study."""
+    if not grid_args:
+        raise UserError("give at least one --grid NAME=V1,V2,...")
+    raw: dict[str, str] = {}
+    for text in grid_args:
+        name, sep, values = text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"--grid {text!r} is not of the form NAME=V1,V2,...")
+        if name in raw:
+            raise UserError(f"--grid {name} is given twice; list all its values in one --grid {name}=V1,V2,...")
+        if name not in space.params:
+            raise UserError(f"--grid {name}: unknown parameter for loss {space.loss}; valid: {', '.join(space.params)}")
+        if name in fixed:
+            raise UserError(f"{name} is given both as --grid and as --param; sweep it or fix it, not both")
+        raw[name] = values
+    values: dict[str, tuple[Value, ...]] = {}
+    for name, spec in space.params.items():  # the search space's order, whatever order the flags came in
+        if name not in raw:
+            continue
+        parsed = [spec.parse(part) for part in raw[name].split(",") if part.strip()]
+        if not parsed:
+            raise UserError(f"--grid {name}={raw[name]!r}: expected one or more comma-separated values")
+        unique = list(dict.fromkeys(parsed))
+        if spec.type == "categorical":
+            unique.sort(key=spec.choices.index)
+        else:
+            unique.sort()
+        values[name] = tuple(unique)
+    return Grid(values, space.coerce(fixed))
+
+
+def sweep_space(space: SearchSpace, grid: Grid) -> SearchSpace:
+    """The space a sweep's trials draw from: grid parameters categorical over their values, the others fixed."""
+    params = {}
+    for name, spec in space.params.items():
+        if name in grid.values:
+            choices = grid.values[name]
+            params[name] = replace(spec, type="categorical", choices=choices, default=choices[0], tune=True,
+                                   low=None, high=None, log=False)
+        else:
+            params[name] = replace(spec, tune=False, default=grid.fixed.get(name, spec.default))
+    return replace(space, params=params)
+
+
+class Sweep:
+    """A grid study run by a Tuner; ``run()`` trains until every grid point has a finished trial."""
+
+    def __init__(self, experiment, storage_url: str, results_url: str, *, grid: Grid, seed: int):
+        # Imported here: the report reads sweeps through this module and must not pull in torch.
+        from benchmark.training.seeding import derive_seed
+        from benchmark.tuning.study import Tuner
+
+        self.grid = grid
+        experiment.search_space = sweep_space(experiment.search_space, grid)
+        # GridSampler picks among the unvisited points at random; seeding it per process keeps two workers on one
+        # sweep from picking the same point.
+        sampler = optuna.samplers.GridSampler({n: list(v) for n, v in grid.values.items()},
+                                              seed=derive_seed(seed, os.getpid()))
+        name = grid.study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
+        self.tuner = Tuner(experiment, storage_url, results_url, total_trials=grid.size, sampler=sampler,
+                           pruner="none", seed=seed, name=name)
+        self.tuner.study.set_user_attr(SWEEP_ATTR, grid.to_attr())
+
+    def run(self) -> TuneSummary:
+        self._requeue_failed_points()
+        return self.tuner.run()
+
+    def _requeue_failed_points(self) -> None:
+        """A point whose trial failed without being re-queued (the process crashed) counts as visited for the
+        GridSampler, which would then repeat another point instead; re-queue it (up to the retry limit, as tune
+        does for dead workers) so every point gets its trial."""
+        trials = self.tuner.study.get_trials(deepcopy=False)
+        covered = [t.params for t in trials if t.state != TrialState.FAIL]
+        for trial in trials:
+            # A surplus trial failed before drawing its point: it has no params and is skipped.
+            if (trial.state == TrialState.FAIL and set(trial.params) == set(self.grid.values)
+                    and trial.params not in covered):
+                retry_callback()(self.tuner.study, trial)
+                covered.append(trial.params)
+                logger.info("grid point %s failed before: re-queued", trial.params)
+
+
+def sweep_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per grid point of a sweep study: the point's values, the trial that trained it (the latest complete
+    one), the number of folds and, per metric in FOLD_METRICS, the per-fold values and their mean (NaN for a point
+    not trained yet)."""
+    grid = Grid.from_attr(study.user_attrs[SWEEP_ATTR])
+    complete = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        key = tuple(trial.params.get(name) for name in grid.values)
+        complete[key] = trial  # trials come in number order: the latest wins
+    rows = []
+    for point in grid.points():
+        trial = complete.get(tuple(point.values()))
+        folds = [] if trial is None else [trial.user_attrs["folds"][k] for k in sorted(trial.user_attrs["folds"])]
+        row = {**point, "trial": None if trial is None else trial.number, "folds": len(folds)}
+        for metric in FOLD_METRICS:
+            values = [float(f[metric]) for f in folds]
+            row[f"{metric}/folds"] = values
+            row[f"{metric}/mean"] = sum(values) / len(values) if values else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame, names: list[str]) -> str:
+    """The table as aligned text for the terminal."""
+    shown = table[names].copy()
+    shown["trial"] = [("-" if pd.isna(t) else str(int(t))) for t in table["trial"]]
+    shown["folds"] = table["folds"]
+    for metric, label in FOLD_METRICS.items():
+        shown[f"val {label}"] = ["-" if pd.isna(v) else f"{v:.4f}" for v in table[f"{metric}/mean"]]
+    return shown.to_string(index=False)
