@@ -74,7 +74,8 @@ def test_database_text_is_escaped(report):
     # Exactly our scripts: plotly.js, one per figure, the sorter.
     assert report.count("<script>") == 2 + report.count('class="plot"></div>')
     # No figure's JSON can close its script element or open another.
-    figures = re.findall(r"<script>\(function\(\)\{var f=(.*?)</script>", report, re.S)
+    figures = re.findall(r'<script>document.addEventListener\("DOMContentLoaded",function\(\)\{var f=(.*?)</script>',
+                         report, re.S)
     assert len(figures) == report.count('class="plot"></div>')
     assert any("alert(1)" in f for f in figures)
     assert not any("</" in f or "<script" in f for f in figures)

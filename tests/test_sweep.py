@@ -32,7 +32,7 @@ def sweep_args(*extra):
 
 def figures_in(html: str) -> list[dict]:
     """The figures the report embeds (html.py's _Figures: one JSON payload per figure div)."""
-    return [json.loads(f) for f in re.findall(r'<script>\(function\(\)\{var f=(\{.*?\});Plotly\.newPlot\("figure-',
+    return [json.loads(f) for f in re.findall(r'DOMContentLoaded",function\(\)\{var f=(\{.*?\});Plotly\.newPlot\("figure-',
                                               html, re.S)]
 
 

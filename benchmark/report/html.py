@@ -162,8 +162,11 @@ class _Figures:
         div_id = f"figure-{self.count}"
         figure.update_layout(title=title, margin={"t": 50})
         payload = figure.to_json().replace("</", "<\\/")
-        return (f'<div id="{div_id}" class="plot"></div><script>(function(){{var f={payload};'
-                f'Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
+        # Drawn once the page is laid out: a figure drawn earlier takes the width its container had then (e.g. the
+        # whole row, before the figure beside it exists) and overlaps its neighbour.
+        return (f'<div id="{div_id}" class="plot"></div><script>document.addEventListener("DOMContentLoaded",'
+                f'function(){{var f={payload};'
+                f'Plotly.newPlot("{div_id}",f.data,f.layout,{{responsive:true,displaylogo:false}});}});</script>')
 
 
 def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:

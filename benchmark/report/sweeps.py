@@ -22,7 +22,8 @@ from benchmark.tuning.sweep import FOLD_METRICS, SWEEP_ATTR, Grid, sweep_table
 
 THESIS_TABLES = REFERENCE_DIR / "thesis_scale_tables.csv"
 THESIS_SOURCE = ('master\'s thesis "Softmax 関数を用いた Deep Metric Learning における動的スケーリングパラメタに関する'
-                 '研究" (University of Tokyo, 2021); BN-Inception, 64-d embedding, test Recall@1')
+                 '研究" ("A study of dynamic scaling parameters in deep metric learning with the softmax function", '
+                 'University of Tokyo, 2021); BN-Inception, 64-d embedding, test Recall@1')
 # (loss, swept parameters in search-space order) -> the thesis table of that shape, and what it shows.
 THESIS_FIGURES = {
     ("proxy_anchor", ("alpha", "margin")): ("4.2", "Proxy Anchor, scale alpha x margin, Cars196 (reproduced there "
