@@ -50,6 +50,8 @@ def best_params(storage_url: str, name: str, split_hash: str) -> dict:
 class TestSet:
     """The test classes' images; query = reference, except In-Shop's query -> gallery retrieval."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(self, experiment: Experiment):
         dataset = experiment.dataset
         labels = dataset.labels
