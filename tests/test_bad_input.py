@@ -40,6 +40,8 @@ CASES = {
                          "--trials", "0"], "--trials must be at least 1"),
     "db init half a study": (["db", "init", "--dataset", "synthetic"], "--dataset and --losses go together"),
     "db without action": (["db"], "required: ACTION"),
+    "db init unknown batch sampler": (["db", "init", "--dataset", "synthetic", "--losses", "proxy_anchor",
+                                       "--batch-sampler", "nope"], "unknown batch sampler 'nope'"),
 }
 
 
@@ -117,6 +119,17 @@ def test_baseline_of_the_wrong_shape(content, tiny_env, tmp_path, monkeypatch, c
     code = main(["check", "--baseline", str(baseline), "--storage", f"sqlite:///{tmp_path}/none.db"])
     check_one_error(code, capsys.readouterr().err, "baseline.json")
     assert baseline.read_text() == content and files_under(tmp_path) == {Path("baseline.json")}
+
+
+def test_db_init_names_studies_as_the_workers_will(tmp_path, monkeypatch, capsys):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/b.db"
+    assert main(["-q", "db", "init", "--storage", url, "--dataset", "synthetic", "--losses", "proxy_anchor,arcface",
+                 "--protocol", "quick", "--batch-sampler", "representative"]) == 0
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert names == {"synthetic-proxy_anchor-quick+representative", "synthetic-arcface-quick+representative"}
 
 
 def test_changed_split_hash_is_refused_before_training(tiny_env, tmp_path, monkeypatch, capsys):

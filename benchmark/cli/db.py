@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     from benchmark.config import PROTOCOL_NAMES
 
     init.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES, help="the studies' protocol (default: mlrc)")
+    init.add_argument("--batch-sampler", default=None, metavar="NAME",
+                      help="the workers' --batch-sampler, which is part of the study names (default: m_per_class)")
     init.set_defaults(func=_init)
 
 
@@ -28,6 +30,7 @@ def _init(args) -> int:
     import optuna
 
     from benchmark.cli.worker import parse_losses
+    from benchmark.config import protocol_for
     from benchmark.data.registry import get_spec
     from benchmark.results import ResultsStore, redact_url
     from benchmark.tuning.storage import open_storage
@@ -38,7 +41,9 @@ def _init(args) -> int:
     names = []
     if args.dataset is not None:
         get_spec(args.dataset)
-        names = [study_name(args.dataset, loss, args.protocol) for loss in parse_losses(args.losses)]
+        sampler = {} if args.batch_sampler is None else {"batch_sampler": args.batch_sampler}
+        label = protocol_for(args.protocol, args.dataset, **sampler).label
+        names = [study_name(args.dataset, loss, label) for loss in parse_losses(args.losses)]
     storage_url, results_url = _common.storage_urls(args)
     storage = open_storage(storage_url)
     print(f"optuna tables ready in {redact_url(storage_url)}")
