@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8's demonstration (`make scale-demo`): on the synthetic dataset with the quick preset, test
-#  - proxy_anchor and soft_triple with a constant scale vs a linear decay to 4 after training,
+#  - proxy_anchor and soft_triple with a constant scale vs a linear decay to 4 after training (proxy_anchor also
+#    with the switch and quadratic schedules to 4),
 #  - each loss's linear "decay" to its own scale (proxy_anchor alpha 32, soft_triple la 20): the same extra epochs
 #    at a constant scale, which tells the decay apart from merely training longer,
 #  - proxy_anchor with m-per-class vs fixed-representative batches,
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 benchmark=".venv/bin/benchmark"
-reproductions="${REPRODUCTIONS:-3}"
+reproductions="${REPRODUCTIONS:-5}"
 storage="sqlite:///results/scale-demo.db"
 common=(--dataset synthetic --protocol quick --reproductions "$reproductions" --storage "$storage")
 
@@ -19,6 +20,9 @@ for loss_and_scale in proxy_anchor:32 soft_triple:20; do
   "$benchmark" test --loss "$loss" "${common[@]}" --param scale_schedule=constant
   "$benchmark" test --loss "$loss" "${common[@]}" --param scale_schedule=linear --param scale_end=4
   "$benchmark" test --loss "$loss" "${common[@]}" --param scale_schedule=linear --param scale_end="$own_scale"
+done
+for schedule in switch quadratic; do
+  "$benchmark" test --loss proxy_anchor "${common[@]}" --param scale_schedule="$schedule" --param scale_end=4
 done
 "$benchmark" test --loss proxy_anchor "${common[@]}" --batch-sampler representative --param scale_schedule=constant
 "$benchmark" report --storage "$storage" --format md --out results/scale-demo.md
