@@ -48,6 +48,7 @@ def test_sweep_trains_each_grid_point_once_and_reports_a_heatmap(tiny_env, tmp_p
     assert {(t.params["alpha"], t.params["margin"]) for t in trials} == POINTS
     assert all(set(t.params) == {"alpha", "margin"} for t in trials)
     assert study.user_attrs[SWEEP_ATTR] == {"grid": {"alpha": [4.0, 8.0], "margin": [0.0, 0.2]}, "fixed": {}}
+    assert len({t.user_attrs["seed"] for t in trials}) == 1  # common random numbers across grid points
     for trial in trials:
         folds = trial.user_attrs["folds"]
         assert sorted(folds) == ["0", "1", "2", "3"]

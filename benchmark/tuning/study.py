@@ -57,12 +57,15 @@ class TuneSummary:
 
 class Tuner:
     def __init__(self, experiment: Experiment, storage_url: str, results_url: str, *, total_trials: int,
-                 sampler: str | optuna.samplers.BaseSampler, pruner: str, seed: int, name: str | None = None):
+                 sampler: str | optuna.samplers.BaseSampler, pruner: str, seed: int, name: str | None = None,
+                 common_seed: bool = False):
         """``sampler``: a name from SAMPLERS, or a ready sampler (a sweep's GridSampler); ``name``: the study's
-        name when it is not tune's ``<dataset>-<loss>-<protocol>``."""
+        name when it is not tune's ``<dataset>-<loss>-<protocol>``; ``common_seed``: every trial trains with the
+        same seed instead of one per trial number."""
         self.experiment = experiment
         self.total = total_trials
         self.seed = seed
+        self.common_seed = common_seed
         self.name = name or study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
         self.storage = open_storage(storage_url)
         self.results = ResultsStore(results_url)
@@ -174,7 +177,7 @@ class Tuner:
         trial.set_user_attr("worker", self.worker)
         params = e.search_space.suggest(trial)
         inherited: dict[str, dict] = dict(trial.user_attrs.get("folds", {}))
-        trial_seed = derive_seed(self.seed, trial.number)
+        trial_seed = derive_seed(self.seed) if self.common_seed else derive_seed(self.seed, trial.number)
         trial.set_user_attr("seed", trial_seed)
         logger.info("trial %d params %s%s", trial.number, params,
                     f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")

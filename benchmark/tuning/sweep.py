@@ -131,8 +131,10 @@ class Sweep:
         sampler = optuna.samplers.GridSampler({n: list(v) for n, v in grid.values.items()},
                                               seed=derive_seed(seed, os.getpid()))
         name = grid.study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
+        # Every point trains with the same seed (common random numbers): differences between points are the
+        # parameters', not the seeds', and a point's numbers do not depend on the order the sampler visits points.
         self.tuner = Tuner(experiment, storage_url, results_url, total_trials=grid.size, sampler=sampler,
-                           pruner="none", seed=seed, name=name)
+                           pruner="none", seed=seed, name=name, common_seed=True)
         self.tuner.study.set_user_attr(SWEEP_ATTR, grid.to_attr())
 
     def run(self) -> TuneSummary:
