@@ -9,7 +9,8 @@ Two presets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import json
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from benchmark.errors import UserError
 
@@ -88,6 +89,20 @@ def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
     protocol = replace(protocol, **{k: v for k, v in overrides.items() if v is not None})
     _validate(protocol)
     return protocol
+
+
+def check_same_protocol(stored: dict, protocol: Protocol, study: str) -> None:
+    """Refuse to add to a study created under other protocol settings (e.g. another ``--set``): its trials would not
+    be comparable. A setting the stored dict lacks (written by an older version) counts as its default."""
+    current = json.loads(json.dumps(protocol.to_dict()))  # tuples -> lists, as the stored JSON has them
+    changed = []
+    for field in fields(Protocol):
+        before = stored.get(field.name, None if field.default is MISSING else json.loads(json.dumps(field.default)))
+        if before != current[field.name]:
+            changed.append(f"{field.name} {before} -> {current[field.name]}")
+    if changed:
+        raise UserError(f"study {study} was created with other protocol settings ({', '.join(changed)}); use the "
+                        "same --protocol/--set/--batch-sampler, or another --storage")
 
 
 def _validate(protocol: Protocol) -> None:

@@ -9,8 +9,11 @@ import pytest
 
 from _results_helpers import RUN_IDENTITY, both_modes
 from _tiny import run_benchmark
-from benchmark.results import ResultsStore
 from benchmark.cli import main
+from benchmark.config import protocol_for
+from benchmark.data import get_dataset
+from benchmark.data.splits import make_splits
+from benchmark.results import ResultsStore
 
 TUNE = ["tune", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick", "--device", "cpu"]
 RUN = ["run", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol", "quick", "--device", "cpu"]
@@ -130,6 +133,24 @@ def test_db_init_names_studies_as_the_workers_will(tmp_path, monkeypatch, capsys
                  "--protocol", "quick", "--batch-sampler", "representative"]) == 0
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
     assert names == {"synthetic-proxy_anchor-quick+representative", "synthetic-arcface-quick+representative"}
+
+
+def test_other_protocol_settings_are_refused_by_tune_and_test(tiny_env, tmp_path, monkeypatch, capsys):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/b.db"
+    study = optuna.create_study(study_name="synthetic-proxy_anchor-quick", storage=url)
+    stored = protocol_for("quick", "synthetic", max_epochs=3).to_dict()
+    del stored["batch_sampler"]  # as written before the setting existed: read as its default
+    study.set_user_attr("protocol", stored)
+    study.set_user_attr("split_hash", make_splits(get_dataset("synthetic", tiny_env["BENCHMARK_DATA_ROOT"])).hash)
+    capsys.readouterr()
+    for command in (TUNE + ["--trials", "1"], ["test", *TUNE[1:], "--reproductions", "1"]):
+        code = main([*command, "--storage", url, "--set", "max_epochs=2"])
+        check_one_error(code, capsys.readouterr().err, "other protocol settings (max_epochs 3 -> 2)")
+    assert optuna.load_study(study_name="synthetic-proxy_anchor-quick", storage=url).get_trials() == []
+    assert {p.name.split("-")[0] for p in files_under(tmp_path)} == {"b.db"}  # the database (and its WAL) only
 
 
 def test_changed_split_hash_is_refused_before_training(tiny_env, tmp_path, monkeypatch, capsys):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.training.device import describe_device
@@ -96,6 +97,8 @@ class Tuner:
             study.set_user_attr("search_space", e.search_space.fingerprint())
         else:
             check_split_hash(attrs["split_hash"], e.splits.hash)
+            if "protocol" in attrs:
+                check_same_protocol(attrs["protocol"], e.protocol, self.name)
         study.set_user_attr("total_trials", self.total)  # the budget the report shows; the latest --trials
         return study
 

@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from benchmark.config import Protocol, check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
@@ -35,13 +36,16 @@ MODES = ("separated_128", "concatenated_512")
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 
 
-def best_params(storage_url: str, name: str, split_hash: str) -> dict:
-    """The best trial's parameters, after checking the study was tuned on the same split of the same data."""
+def best_params(storage_url: str, name: str, split_hash: str, protocol: Protocol) -> dict:
+    """The best trial's parameters, after checking the study was tuned on the same split of the same data, under
+    the same protocol settings."""
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     except KeyError:
         raise UserError(f"no study {name!r} in {redact_url(storage_url)}; run `benchmark tune` first") from None
     check_split_hash(study.user_attrs.get("split_hash", split_hash), split_hash)
+    if "protocol" in study.user_attrs:
+        check_same_protocol(study.user_attrs["protocol"], protocol, name)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {name!r} has no completed trial yet; run `benchmark tune` first")
     return dict(study.best_trial.params)
@@ -82,7 +86,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         params = {**e.search_space.defaults(), **fixed}
     else:
         # Parameters the search did not vary are not in the trial's params: they keep the search space's value.
-        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash)}
+        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash, e.protocol)}
     results = ResultsStore(results_url)
     done = results.completed_reproductions(name)
     trainer = e.trainer(params)
