@@ -84,7 +84,8 @@ class _AdaCosFixed(ScaleSchedule):
 
 class _AdaCosDynamic(_AdaCosFixed):
     def __init__(self):
-        self._b_sum = 0.0
+        # Summed on the embeddings' device and read once per epoch: a read per step would stall a GPU every step.
+        self._b_sum: torch.Tensor | None = None
         self._count = 0
         self._angles: list[torch.Tensor] = []
 
@@ -93,20 +94,20 @@ class _AdaCosDynamic(_AdaCosFixed):
             cosines = _class_cosines(bundle, embeddings.detach().float())  # (batch x classes)
             own = cosines.gather(1, labels.view(-1, 1)).squeeze(1)
             others = torch.exp(bundle.get_scale() * cosines).sum(dim=1) - torch.exp(bundle.get_scale() * own)
-            self._b_sum += float(others.sum())
+            self._b_sum = others.sum() if self._b_sum is None else self._b_sum + others.sum()
             self._count += int(labels.numel())
-            self._angles.append(torch.acos(own.clamp(-1.0, 1.0)).cpu())
+            self._angles.append(torch.acos(own.clamp(-1.0, 1.0)))
 
     def end_epoch(self, bundle: LossBundle) -> None:
         if not self._count:
             return
-        b_avg = self._b_sum / self._count
+        b_avg = float(self._b_sum) / self._count
         theta_med = float(torch.cat(self._angles).median())
         scale = math.log(b_avg) / math.cos(min(math.pi / 4, theta_med))
         # A degenerate epoch (B_avg <= 1: every other class already at cosine -1) would give s <= 0: keep s then.
         if math.isfinite(scale) and scale > 0:
             bundle.set_scale(scale)
-        self._b_sum, self._count, self._angles = 0.0, 0, []
+        self._b_sum, self._count, self._angles = None, 0, []
 
 
 def _class_cosines(bundle: LossBundle, embeddings: torch.Tensor) -> torch.Tensor:
