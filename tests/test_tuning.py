@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -103,6 +104,37 @@ def test_two_processes_reach_the_total_without_duplicates(tiny_env, tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     pids = {t.user_attrs["worker"]["pid"] for t in complete}
     assert len(pids) == 2  # both processes did work
+
+
+# Each process waits for the go file, then asks for three trials: all of them at once pop the enqueued ones.
+_ASK_ENQUEUED = """
+import os, sys, time
+import optuna
+from benchmark.tuning.storage import open_storage
+study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]))
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+print(" ".join(str(study.ask().number) for _ in range(3)))
+"""
+
+
+def test_processes_asking_at_once_on_sqlite_never_get_the_same_enqueued_trial(tmp_path):
+    # The race behind a worker crashing on "Cannot tell a COMPLETE trial": Optuna reads a WAITING trial, then marks
+    # it RUNNING; without a transaction around both, several processes took the same one (4-7 of 18 here).
+    url, go = f"sqlite:///{tmp_path / 'race.db'}", tmp_path / "go"
+    study = optuna.create_study(study_name="race", storage=url)
+    for x in range(18):
+        study.enqueue_trial({"x": float(x)})
+    procs = [subprocess.Popen([sys.executable, "-c", _ASK_ENQUEUED, url, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    time.sleep(3)  # let them all load the study and reach the go file check
+    go.touch()
+    numbers = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        numbers += [int(n) for n in out.split()]
+    assert sorted(numbers) == list(range(18))  # every enqueued trial handed out exactly once
 
 
 def wait_for_running_trial(tmp_path, proc, timeout=240):

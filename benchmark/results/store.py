@@ -369,7 +369,7 @@ def make_engine(url: str, *, write: bool) -> Engine:
     except (ArgumentError, TypeError) as error:
         raise UserError(f"bad database URL {shown}: {_first_line(error, url)}") from None
     if sqlite:
-        _configure_sqlite(engine, write=write)
+        configure_sqlite(engine, write=write)
     try:
         with user_errors(url, "cannot connect to the results database"), engine.connect() as conn:
             conn.execute(select(1))
@@ -443,7 +443,13 @@ def _prepare_sqlite_file(parsed: URL, shown: str, *, write: bool) -> None:
         raise UserError(f"the results database {shown} is not writable; expected a writable file and folder")
 
 
-def _configure_sqlite(engine: Engine, *, write: bool) -> None:
+def configure_sqlite(engine: Engine, *, write: bool) -> None:
+    """Real transactions on a SQLite engine: its connections made from now on begin each one themselves.
+
+    Python's sqlite3 module opens a transaction only at the first write, so a read-then-update (Optuna popping a
+    WAITING trial, us checking a run before writing it) is not atomic across processes: two of them can both read
+    the row as free. ``BEGIN IMMEDIATE`` takes the write lock at the start; a writer that finds it taken waits for
+    the busy timeout instead of failing."""
     begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 
     @event.listens_for(engine, "connect")

@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_url
-from benchmark.results.store import DEFAULT_STORAGE, wait_for_server_restarts, with_installed_postgres_driver
+from benchmark.results.store import (DEFAULT_STORAGE, configure_sqlite, wait_for_server_restarts,
+                                     with_installed_postgres_driver)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 grace_period=GRACE_PERIOD_S,
                 heartbeat_stale_trial_callback=retry_callback(),
             )
-            if parsed.get_backend_name() != "sqlite":
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                # Without it two local workers can both pop the same enqueued (or re-queued) trial, train it twice
+                # and the slower one crashes on "Cannot tell a COMPLETE trial". The connections RDBStorage opened
+                # while creating its tables predate the setting: drop them.
+                configure_sqlite(storage.engine, write=True)
+                storage.engine.dispose()
+            else:
                 # A server restart under running workers pauses them (pool_pre_ping above finds the cut
                 # connections), instead of failing every trial that reports a fold during the restart.
                 wait_for_server_restarts(storage.engine)
