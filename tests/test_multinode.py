@@ -81,8 +81,9 @@ def test_three_processes_one_killed_reach_the_exact_total(pg_url, tiny_env, tmp_
     assert (retries[0].datetime_start - killed_at).total_seconds() < GRACE_PERIOD_S
     # Both survivors (the other worker and `tune`) did work.
     assert {tuner.pid, *worker_pids} <= {t.user_attrs["worker"]["pid"] for t in complete} | {killed.pid}
-    runs = load_runs(pg_url).query("kind == 'trial' and status == 'complete'")
-    assert sorted(runs["trial_number"]) == sorted(t.number for t in complete)
+    runs = load_runs(pg_url)
+    assert sorted(runs.query("status == 'complete'")["trial_number"]) == sorted(t.number for t in complete)
+    assert runs.query(f"trial_number == {victim.number}")["status"].tolist() == ["failed"]  # the killed one's row
 
     again = run_benchmark(["-q", "worker", "--losses", "proxy_anchor", *common], tiny_env, tmp_path)
     assert again.returncode == 0 and f"study {STUDY}: {TOTAL}/{TOTAL} trials finished" in again.stdout

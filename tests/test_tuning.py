@@ -137,6 +137,48 @@ def test_processes_asking_at_once_on_sqlite_never_get_the_same_enqueued_trial(tm
     assert sorted(numbers) == list(range(18))  # every enqueued trial handed out exactly once
 
 
+def test_a_trial_whose_database_connection_is_cut_is_requeued_and_the_study_goes_on(tiny_env, tiny_data_root,
+                                                                                      tmp_path, monkeypatch):
+    # A server restart cuts a write in flight (tests/test_faults.py does it for real, when the timing hits one);
+    # here the second fold's results write of the first trial is cut, every time the same.
+    from sqlalchemy.exc import OperationalError
+
+    from benchmark.config import protocol_for
+    from benchmark.results.store import ResultsStore
+    from benchmark.training.experiment import Experiment
+    from benchmark.tuning.study import Tuner
+
+    record_fold = ResultsStore.record_fold
+    calls = []
+
+    def cut_once(self, run_id, fold, *args, **kwargs):
+        calls.append(fold)
+        if len(calls) == 2:
+            raise OperationalError("INSERT INTO bm_fold_results ...", {},
+                                   Exception("server closed the connection unexpectedly"), connection_invalidated=True)
+        return record_fold(self, run_id, fold, *args, **kwargs)
+
+    monkeypatch.setattr(ResultsStore, "record_fold", cut_once)
+    protocol = protocol_for("quick", "synthetic", iterations_per_epoch=2, max_epochs=1, patience=1)
+    experiment = Experiment.create(
+        dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol,
+        search_space=load_search_space("proxy_anchor", "synthetic"), data_root=tiny_data_root,
+        device=torch.device("cpu"), weights="none", num_workers=0)
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    summary = Tuner(experiment, url, url, total_trials=2, sampler="random", pruner="none", seed=0).run()
+
+    assert summary.finished == 2
+    trials = optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
+    cut = trials[0]
+    assert cut.state == TrialState.FAIL and list(cut.user_attrs["folds"]) == ["0"]
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == cut.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == cut.params
+    assert retry.user_attrs["folds"]["0"] == cut.user_attrs["folds"]["0"]  # the stored fold was not retrained
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    runs = load_runs(url)
+    assert runs.query(f"trial_number == {cut.number}")["status"].tolist() == ["failed"]
+
+
 def wait_for_running_trial(tmp_path, proc, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -179,8 +221,11 @@ def test_a_trial_cut_short_is_retried_with_its_params_and_nothing_is_lost(tiny_e
     # The retry inherited the fold the victim had finished instead of training it again.
     assert retry.user_attrs["folds"]["0"] == finished_fold
     url = f"sqlite:///{tmp_path}/results/benchmark.db"
-    retry_runs = load_runs(url).query(f"kind == 'trial' and trial_number == {retry.number}")
-    assert len(retry_runs) == 1
+    runs = load_runs(url)
+    assert len(runs.query(f"kind == 'trial' and trial_number == {retry.number}")) == 1
+    # The victim's results row is closed too, whether its process said so (SIGINT/SIGTERM) or died (SIGKILL).
+    assert runs.query(f"trial_number == {victim.number}")["status"].tolist() == ["failed"]
+    assert "running" not in set(runs["status"])
 
 
 def test_a_changed_split_hash_is_refused(tiny_env, tmp_path):

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger().handlers[0].addFilter(_NoTracebackForLostConnections())
     # faiss announces which CPU build it loaded at INFO level; on stderr that buries a command's one-line error.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # Optuna's own messages go through our handler and obey --quiet; its experimental-API notices (heartbeats,
@@ -76,24 +77,30 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        lost = _database_error(error)
+        from benchmark.results.store import database_error
+
+        lost = database_error(error)
         if lost is None:
             raise
-        # A database that stayed unreachable (wait_for_server_restarts gave up) or cut a query short: say so in
-        # one line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
-        print(f"error: database error: {lost}; rerun the same command to resume", file=sys.stderr)
+        # A database that stayed unreachable (wait_for_server_restarts gave up) or refused a query: say so in one
+        # line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
+        print(f"error: database error: {_first_line(lost.orig if lost.orig is not None else lost)}; rerun the same command to resume", file=sys.stderr)
         return 1
 
 
-def _database_error(error: BaseException) -> str | None:
-    """The first line of the database error behind ``error`` (optuna may wrap it or raise another while
-    handling it), or None for any other failure."""
-    from sqlalchemy.exc import OperationalError
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OperationalError):
-            return (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
-        error = error.__cause__ or error.__context__
-    return None
+
+class _NoTracebackForLostConnections(logging.Filter):
+    """Optuna logs a failed trial with its traceback; one failed by a connection cut mid-query is re-queued and
+    resumed by the Tuner, which says so in one line: the traceback would only alarm."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("optuna"):
+            from benchmark.results.store import database_error
+
+            lost = database_error(record.exc_info[1])
+            if lost is not None and lost.connection_invalidated:
+                record.exc_info, record.exc_text = None, None
+        return True

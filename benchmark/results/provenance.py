@@ -6,6 +6,7 @@ Also the redaction helpers that keep database passwords out of everything stored
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import re
 import socket
@@ -54,6 +55,7 @@ def collect_provenance(device: str) -> dict:
         "device": _describe_device(device),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
+        "pid": os.getpid(),  # with the host, tells a run whose process died (killed, machine lost) from a live one
     }
 
 

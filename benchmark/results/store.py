@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_secrets, redact_url
@@ -294,6 +294,27 @@ class ResultsStore:
             )
             return {int(value) for value in found.scalars()}
 
+    def running_runs(self, study_name: str) -> list[dict]:
+        """Runs of ``study_name`` still marked running: id, kind, trial number, reproduction, hostname and pid."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(Run.id, Run.kind, Run.trial_number, Run.reproduction, Run.provenance).where(
+                    Run.study_name == study_name, Run.status == "running"
+                )
+            )
+            return [{"run_id": row.id, "kind": row.kind, "trial_number": row.trial_number,
+                     "reproduction": row.reproduction, "hostname": (row.provenance or {}).get("hostname"),
+                     "pid": (row.provenance or {}).get("pid")} for row in rows]
+
+    def mark_abandoned(self, run_ids: Iterable[int]) -> None:
+        """Close runs whose process died mid-run as failed; one that finished in the meantime keeps its status."""
+        ids = [int(run_id) for run_id in run_ids]
+        if not ids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(update(Run).where(Run.id.in_(ids), Run.status == "running")
+                         .values(status="failed", finished_at=_now()))
+
     # ---- key/value facts --------------------------------------------------------------------------------------
 
     def get_meta(self, key: str, default=None):
@@ -404,6 +425,19 @@ def wait_for_server_restarts(engine: Engine, wait_s: float = RECONNECT_WAIT_S) -
                     logger.warning("database unreachable (%s); retrying for up to %.0f s",
                                    _first_line(error, engine.url.render_as_string(hide_password=False)), wait_s)
                 time.sleep(2)
+
+
+def database_error(error: BaseException | None) -> OperationalError | None:
+    """The database error behind ``error`` (Optuna may wrap it, or raise another while handling it), or None.
+
+    Its ``connection_invalidated`` tells a connection cut mid-query (a server restart) from a refused query."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OperationalError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextmanager

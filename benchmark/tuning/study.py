@@ -9,6 +9,8 @@ How the study stays exact and loses nothing:
 - A trial left RUNNING by a dead process (same host: its pid is gone; any host: its heartbeat is stale) is marked
   FAIL and re-queued with the same parameters; the retry inherits the folds already finished.
 - Ctrl-C / SIGTERM: the current trial is recorded as FAIL and re-queued the same way; completed trials are untouched.
+- A database connection cut mid-query (the server restarted) fails the trial that was writing; it is re-queued the
+  same way and the worker goes on.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from optuna.trial import TrialState
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
+from benchmark.results.store import database_error
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldResult
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
+from benchmark.tuning.abandoned import close_abandoned_runs, process_is_gone
 from benchmark.tuning.samplers import make_pruner, make_sampler
 from benchmark.tuning.storage import open_storage, retry_callback
 
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 POLL_S = 5.0
+MAX_LOST_CONNECTIONS = 3
 
 
 class _SurplusTrial(Exception):
@@ -81,6 +86,7 @@ class Tuner:
         self.study = self._create_or_load(sampler, make_pruner(pruner))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._current_trial_id: int | None = None  # the trial this process is training, for an interrupt
+        self._lost_connections = 0  # trials in a row failed by a connection cut mid-query
 
     # -- study -----------------------------------------------------------------------------------------------
     def _create_or_load(self, sampler, pruner) -> optuna.Study:
@@ -108,11 +114,17 @@ class Tuner:
             counts[trial.state] += 1
         return counts
 
-    def recover_dead_local_trials(self) -> None:
+    def recover_abandoned_work(self) -> None:
+        """What dead processes left running: their trials FAILed and re-queued, their results rows closed."""
+        self._recover_dead_local_trials()
+        failed = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        close_abandoned_runs(self.results, self.name, failed)
+
+    def _recover_dead_local_trials(self) -> None:
         """Trials RUNNING under a pid of this host that no longer exists: FAIL them and re-queue their params."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = trial.user_attrs.get("worker") or {}
-            if worker.get("host") != self.worker["host"] or _pid_alive(worker.get("pid")):
+            if not process_is_gone(worker.get("host"), worker.get("pid")):
                 continue
             try:
                 self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -124,7 +136,7 @@ class Tuner:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> TuneSummary:
-        self.recover_dead_local_trials()
+        self.recover_abandoned_work()
         while True:
             counts = self.counts()
             finished = sum(counts[s] for s in FINISHED)
@@ -137,7 +149,7 @@ class Tuner:
                             counts[TrialState.RUNNING])
                 time.sleep(POLL_S)
                 optuna.storages.fail_stale_trials(self.study)
-                self.recover_dead_local_trials()
+                self.recover_abandoned_work()
                 continue
             logger.info("study %s: trial %d/%d", self.name, finished + 1, self.total)
             self.run_one()
@@ -152,6 +164,34 @@ class Tuner:
         except KeyboardInterrupt:
             self._requeue_interrupted()
             raise
+        except Exception as error:
+            if not self._requeue_after_lost_connection(error):
+                raise
+        else:
+            self._lost_connections = 0
+
+    def _requeue_after_lost_connection(self, error: Exception) -> bool:
+        """A connection cut mid-query (a database server restarting; new connections wait for it) fails the trial
+        that was writing: re-queue it with its finished folds and go on, unless it happens trial after trial."""
+        lost = database_error(error)
+        if lost is None or not lost.connection_invalidated or self._current_trial_id is None:
+            return False
+        self._lost_connections += 1
+        if self._lost_connections > MAX_LOST_CONNECTIONS:
+            return False
+        trial = self.study._storage.get_trial(self._current_trial_id)
+        if trial.state == TrialState.RUNNING:  # the cut hit Optuna's own final write: nobody else will close it
+            try:
+                self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+            trial = self.study._storage.get_trial(self._current_trial_id)
+        if trial.state != TrialState.FAIL:
+            return False
+        retry_callback()(self.study, trial)
+        logger.warning("trial %d: the database connection was cut mid-write (%s); re-queued with its finished "
+                       "folds", trial.number, str(lost.orig).strip().splitlines()[0] if lost.orig else "")
+        return True
 
     def summary(self) -> TuneSummary:
         finished = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
@@ -238,15 +278,3 @@ def _existing_trial_count(storage, name: str) -> int:
         return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     except KeyError:
         return 0
-
-
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -26,6 +26,7 @@ from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldTrainer
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
+from benchmark.tuning.abandoned import close_abandoned_runs
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.study import study_name
 
@@ -88,6 +89,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         # Parameters the search did not vary are not in the trial's params: they keep the search space's value.
         params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash, e.protocol)}
     results = ResultsStore(results_url)
+    close_abandoned_runs(results, name)  # a reproduction a killed `test` left "running" is retrained below
     done = results.completed_reproductions(name)
     trainer = e.trainer(params)
     test_set = TestSet(e)

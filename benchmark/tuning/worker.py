@@ -38,7 +38,7 @@ def run_worker(tuners: list[Tuner]) -> list[TuneSummary]:
     """Train trials of ``tuners``' studies until each has its total of finished trials."""
     while True:
         for tuner in tuners:
-            tuner.recover_dead_local_trials()
+            tuner.recover_abandoned_work()
         if all(_load(t)[0] >= t.total for t in tuners):
             return [t.summary() for t in tuners]
         tuner = pick_study(tuners)
