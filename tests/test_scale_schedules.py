@@ -93,6 +93,33 @@ def test_proxy_cosine_summary_counts_pairs_of_different_classes_only():
     assert summary["min"] == pytest.approx(-1) and summary["max"] == pytest.approx(0)
 
 
+def test_proxy_cosine_summary_in_blocks_equals_the_whole_matrix_and_samples_quantiles_beyond_the_limit(monkeypatch):
+    from benchmark.evaluation import proxy_diagnostics
+
+    proxies = torch.randn(50, 3, 16, generator=torch.Generator().manual_seed(0))
+    flat = torch.nn.functional.normalize(proxies.reshape(150, 16), dim=1).double()
+    owner = torch.arange(50).repeat_interleave(3)
+    i, j = torch.triu_indices(150, 150, offset=1)
+    reference = (flat[i] * flat[j]).sum(1)[owner[i] != owner[j]]
+    whole = proxy_cosine_summary(proxies)
+    blocks = proxy_cosine_summary(proxies, block_elements=150 * 7)  # 22 blocks of 7 rows
+    assert whole["pairs"] == blocks["pairs"] == reference.numel() == 150 * 149 // 2 - 50 * 3
+    for summary in (whole, blocks):
+        assert summary["mean"] == pytest.approx(float(reference.mean()), abs=1e-6)
+        assert summary["variance"] == pytest.approx(float(reference.var(unbiased=False)), rel=1e-5)
+        assert summary["min"] == pytest.approx(float(reference.min()), abs=1e-6)
+        assert summary["max"] == pytest.approx(float(reference.max()), abs=1e-6)
+        exact = torch.quantile(reference, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64))
+        assert list(summary["quantiles"].values()) == pytest.approx(exact.tolist(), abs=1e-6)
+    assert blocks["histogram"] == whole["histogram"] and sum(whole["histogram"]) == whole["pairs"]
+    # Beyond the limit the quantiles come from a sample (here ~1,000 of 11,025 pairs): close, not exact.
+    monkeypatch.setattr(proxy_diagnostics, "QUANTILE_LIMIT", 1000)
+    sampled = proxy_cosine_summary(proxies, block_elements=150 * 7)
+    assert sampled["mean"] == blocks["mean"] and sampled["histogram"] == blocks["histogram"]
+    assert list(sampled["quantiles"].values()) == pytest.approx(list(whole["quantiles"].values()), abs=0.03)
+    assert list(sampled["quantiles"].values()) != list(whole["quantiles"].values())
+
+
 def test_fold_with_linear_schedule_trains_an_extra_phase_and_records_falling_scale(tiny_env, tiny_data_root):
     experiment = make_experiment(tiny_data_root, loss="proxy_anchor", max_epochs=2, patience=2, save_interval=1)
     _, _, result = train_fold(experiment, {"scale_schedule": "linear", "scale_end": "4", "alpha": "32"})
