@@ -190,7 +190,7 @@ class Tuner:
             return False
         retry_callback()(self.study, trial)
         logger.warning("trial %d: the database connection was cut mid-write (%s); re-queued with its finished "
-                       "folds", trial.number, str(lost.orig).strip().splitlines()[0] if lost.orig else "")
+                       "folds", trial.number, (str(lost.orig).strip().splitlines() or ["no message"])[0])
         return True
 
     def summary(self) -> TuneSummary:
