@@ -77,19 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        from benchmark.results.store import database_error
+        from benchmark.results.store import database_error, driver_message
 
         lost = database_error(error)
         if lost is None:
             raise
         # A database that stayed unreachable (wait_for_server_restarts gave up) or refused a query: say so in one
         # line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
-        print(f"error: database error: {_first_line(lost.orig if lost.orig is not None else lost)}; rerun the same command to resume", file=sys.stderr)
+        print(f"error: database error: {driver_message(lost)}; rerun the same command to resume", file=sys.stderr)
         return 1
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class _NoTracebackForLostConnections(logging.Filter):

@@ -440,6 +440,11 @@ def database_error(error: BaseException | None) -> OperationalError | None:
     return None
 
 
+def driver_message(error: DBAPIError) -> str:
+    """The first line of what the database driver said."""
+    return _first_line(error.orig if error.orig is not None else error)
+
+
 @contextmanager
 def user_errors(url: str, what: str) -> Iterator[None]:
     """Turn a database error raised inside the block into a one-line UserError naming the redacted URL."""
@@ -506,11 +511,11 @@ def _is_duplicate_object(error: DBAPIError) -> bool:
     return "already exists" in text or "duplicate" in text or isinstance(error, IntegrityError)
 
 
-def _first_line(error: BaseException | None, url: str) -> str:
+def _first_line(error: BaseException | None, url: str | None = None) -> str:
     """The first line of a driver's message, with the URL's password cut out should the driver echo it."""
     text = (str(error).strip().splitlines() or [type(error).__name__])[0]
     try:
-        password = make_url(url).password
+        password = make_url(url).password if url else None
     except ArgumentError:
         password = None
     return text.replace(str(password), "***") if password else text

@@ -25,7 +25,7 @@ def process_is_gone(hostname: str | None, pid) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False  # exists, under another user
+        pass  # it exists, under another user
     return False
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from benchmark.errors import UserError
 from benchmark.results.provenance import redact_url
-from benchmark.results.store import (DEFAULT_STORAGE, configure_sqlite, wait_for_server_restarts,
+from benchmark.results.store import (DEFAULT_STORAGE, configure_sqlite, driver_message, wait_for_server_restarts,
                                      with_installed_postgres_driver)
 
 logger = logging.getLogger(__name__)
@@ -70,20 +70,20 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 grace_period=GRACE_PERIOD_S,
                 heartbeat_stale_trial_callback=retry_callback(),
             )
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if parsed.get_backend_name() != "sqlite":
+                # A server restart under running workers pauses them (pool_pre_ping above finds the cut
+                # connections), instead of failing every trial that reports a fold during the restart.
+                wait_for_server_restarts(storage.engine)
+            elif parsed.database not in (None, "", ":memory:"):
                 # Without it two local workers can both pop the same enqueued (or re-queued) trial, train it twice
                 # and the slower one crashes on "Cannot tell a COMPLETE trial". The connections RDBStorage opened
                 # while creating its tables predate the setting: drop them.
                 configure_sqlite(storage.engine, write=True)
                 storage.engine.dispose()
-            else:
-                # A server restart under running workers pauses them (pool_pre_ping above finds the cut
-                # connections), instead of failing every trial that reports a fold during the restart.
-                wait_for_server_restarts(storage.engine)
             return storage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
             if attempt == _CREATE_ATTEMPTS or not _is_creation_race(error):
-                raise UserError(f"cannot open storage {redact_url(url)}: {_first_line(error)}") from None
+                raise UserError(f"cannot open storage {redact_url(url)}: {driver_message(error)}") from None
             time.sleep(0.5 * attempt)
         except (ImportError, ModuleNotFoundError) as error:
             raise UserError(f"storage {redact_url(url)} needs a database driver that is not installed: {error.name}; "
@@ -97,10 +97,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 def _is_creation_race(error: Exception) -> bool:
     text = str(error).lower()
     return "already exists" in text or "unique" in text or "locked" in text or "duplicate" in text
-
-
-def _first_line(error: Exception) -> str:
-    return str(getattr(error, "orig", error)).strip().splitlines()[0]
 
 
 def _ensure_parent(path: Path, url: str) -> None:

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
-from benchmark.results.store import database_error
+from benchmark.results.store import database_error, driver_message
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldResult
@@ -190,7 +190,7 @@ class Tuner:
             return False
         retry_callback()(self.study, trial)
         logger.warning("trial %d: the database connection was cut mid-write (%s); re-queued with its finished "
-                       "folds", trial.number, (str(lost.orig).strip().splitlines() or ["no message"])[0])
+                       "folds", trial.number, driver_message(lost))
         return True
 
     def summary(self) -> TuneSummary:
