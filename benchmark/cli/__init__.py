@@ -17,8 +17,11 @@ import sys
 from benchmark import __version__
 from benchmark.errors import UserError
 
-# Subcommand modules, in the order `benchmark --help` lists them.
+# Subcommand modules, in the order `benchmark --help` lists them. Their top level and register() import only what
+# the parser needs (tests/test_cli_startup.py checks): optuna, pandas, scipy, sklearn and torch load in the handlers.
 _COMMANDS = ("datasets", "evaluate", "run", "tune", "sweep", "worker", "test", "status", "report", "check", "perf", "db")
+# Commands that never touch Optuna: configuring its logging would import it (~1 s) for nothing.
+_WITHOUT_OPTUNA = frozenset({"datasets", "evaluate"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +52,8 @@ def _configure_logging(args) -> None:
     logging.getLogger().handlers[0].addFilter(_NoTracebackForLostConnections())
     # faiss announces which CPU build it loaded at INFO level; on stderr that buries a command's one-line error.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    if args.command in _WITHOUT_OPTUNA:
+        return
     # Optuna's own messages go through our handler and obey --quiet; its experimental-API notices (heartbeats,
     # retry callback) are about Optuna's stability promises, not something a user can act on.
     import warnings

@@ -9,10 +9,7 @@ from __future__ import annotations
 import logging
 
 from benchmark.cli._common import add_data_root, data_root
-from benchmark.data.cache import decode_image
-from benchmark.data.download import download_dataset
-from benchmark.data.registry import DATASETS, get_dataset
-from benchmark.data.splits import SCHEMES, make_splits
+from benchmark.data.splits import SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +43,8 @@ def register(subparsers) -> None:
 
 
 def _list(args) -> int:
+    from benchmark.data.registry import DATASETS
+
     width = max(map(len, DATASETS))
     for spec in DATASETS.values():
         print(f"{spec.name:<{width}}  {spec.description}")
@@ -54,6 +53,9 @@ def _list(args) -> int:
 
 
 def _verify(args) -> int:
+    from benchmark.data.cache import decode_image
+    from benchmark.data.registry import get_dataset
+
     dataset = get_dataset(args.name, data_root(args))
     for i, path in enumerate(dataset.paths, 1):
         decode_image(path)
@@ -64,6 +66,9 @@ def _verify(args) -> int:
 
 
 def _splits(args) -> int:
+    from benchmark.data.registry import get_dataset
+    from benchmark.data.splits import make_splits
+
     splits = make_splits(get_dataset(args.name, data_root(args)), args.scheme)
     if args.json:
         print(splits.to_json())
@@ -87,6 +92,8 @@ def _span(ids: list[int]) -> str:
 
 
 def _download(args) -> int:
+    from benchmark.data.download import download_dataset
+
     target = download_dataset(args.name, data_root(args), url=args.url, md5=args.md5, sha256=args.sha256)
     print(target)
     return 0

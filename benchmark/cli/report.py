@@ -35,8 +35,9 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from benchmark.report import collect, leaderboard, render, to_csv, to_latex, to_markdown
-    from benchmark.report.collect import require_results
+    from benchmark.report.collect import collect, leaderboard, require_results
+    from benchmark.report.html import render
+    from benchmark.report.tables import to_csv, to_latex, to_markdown
     from benchmark.report.io import write_atomically
     from benchmark.report.perf import load_perf
 

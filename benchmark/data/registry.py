@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import scipy.io
 
 from benchmark.data.dataset import ImageDataset
 from benchmark.data.synthetic import config_from_env, ensure_synthetic
@@ -92,6 +91,8 @@ def _load_cub(data_root: Path) -> ImageDataset:
 
 
 def _load_cars(data_root: Path) -> ImageDataset:
+    import scipy.io  # only Cars196 needs it; kept out of every command's start-up
+
     root = _locate("cars196", data_root, [data_root / "cars196", data_root], ["cars_annos.mat"])
     try:
         annotations = scipy.io.loadmat(root / "cars_annos.mat", squeeze_me=True)["annotations"]

@@ -1,27 +1,21 @@
-"""The results database (``bm_*`` tables next to the Optuna study), provenance, and the pandas read API."""
+"""The results database (``bm_*`` tables next to the Optuna study), provenance, and the pandas read API.
 
-from benchmark.results.api import (
-    load_epoch_curves,
-    load_fold_results,
-    load_proxy_diagnostics,
-    load_runs,
-    load_test_results,
-    mean_and_ci,
-    summarize_test_results,
-)
-from benchmark.results.provenance import collect_provenance, redact_url
-from benchmark.results.store import DEFAULT_STORAGE, ResultsStore
+The names below are imported on first use (PEP 562): the read API needs pandas and scipy, which commands that only
+store results (or only print help) should not pay for at start-up.
+"""
 
-__all__ = [
-    "DEFAULT_STORAGE",
-    "ResultsStore",
-    "collect_provenance",
-    "load_epoch_curves",
-    "load_fold_results",
-    "load_proxy_diagnostics",
-    "load_runs",
-    "load_test_results",
-    "mean_and_ci",
-    "redact_url",
-    "summarize_test_results",
-]
+import importlib
+
+_EXPORTS = {
+    "load_epoch_curves": "api", "load_fold_results": "api", "load_proxy_diagnostics": "api", "load_runs": "api",
+    "load_test_results": "api", "mean_and_ci": "api", "summarize_test_results": "api",
+    "collect_provenance": "provenance", "redact_url": "provenance",
+    "DEFAULT_STORAGE": "store", "ResultsStore": "store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -8,10 +8,13 @@ categorical/conditional parameters (e.g. a scale schedule) and learns from prune
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING
 
 from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace
+
+if TYPE_CHECKING:  # optuna is imported where a sampler is made: the CLI lists these names at every start-up
+    import optuna
 
 SAMPLERS = ("auto", "gp", "tpe", "random")
 PRUNERS = ("none", "median", "percentile", "successive_halving")
@@ -19,6 +22,8 @@ STARTUP_TRIALS = 10
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, pruned: bool = False) -> optuna.samplers.BaseSampler:
+    import optuna
+
     if name == "auto":
         numeric = all(spec.type in ("float", "int") for spec in space.params.values())
         name = "gp" if numeric and not pruned else "tpe"
@@ -47,6 +52,8 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     the one-sided signed-rank test's p-value after k folds is at least 2**-k, under its default threshold of 0.1
     only after the 4th and last fold, when there is nothing left to save.
     """
+    import optuna
+
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
