@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 
 ENV_VAR = "BENCHMARK_SEARCH_SPACES"
 TYPES = ("float", "int", "categorical")
@@ -151,7 +151,8 @@ class SearchSpace:
         unknown = sorted(set(raw) - set(self.params))
         if unknown:
             raise UserError(
-                f"unknown parameter(s) {', '.join(unknown)} for loss {self.loss}; valid: {', '.join(self.params)}"
+                f"unknown parameter(s) {', '.join(unknown)}{did_you_mean(unknown[0], self.params)} for loss "
+                f"{self.loss}; valid: {', '.join(self.params)}"
             )
         return {name: self.params[name].parse(text) for name, text in raw.items()}
 
@@ -164,7 +165,8 @@ class SearchSpace:
         unknown = sorted(set(spec) - set(self.params))
         if unknown:
             raise UserError(
-                f"unknown parameter(s) {', '.join(unknown)} for loss {self.loss}; valid: {', '.join(self.params)}"
+                f"unknown parameter(s) {', '.join(unknown)}{did_you_mean(unknown[0], self.params)} for loss "
+                f"{self.loss}; valid: {', '.join(self.params)}"
             )
         params = dict(self.params)
         for name, text in spec.items():
@@ -207,7 +209,7 @@ def load_search_space(loss: str, dataset: str, directory: Path | None = None) ->
     path = directory / f"{loss}.yaml"
     if not path.is_file():
         names = ", ".join(available_losses(directory)) or f"(no .yaml files in {directory})"
-        raise UserError(f"unknown loss {loss!r}; expected one of: {names}")
+        raise UserError(f"unknown loss {loss!r}{did_you_mean(loss, available_losses(directory))}; expected one of: {names}")
     return _SpaceFile(path).resolve(dataset)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from benchmark import __version__
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 
 # Subcommand modules, in the order `benchmark --help` lists them. Their top level and register() import only what
 # the parser needs (tests/test_cli_startup.py checks): optuna, pandas, scipy, sklearn and torch load in the handlers.
@@ -25,10 +26,54 @@ _WITHOUT_OPTUNA = frozenset({"datasets", "evaluate"})
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse prints the whole usage on an error; we keep to one line and exit 2 like every bad input."""
+    """argparse prints the whole usage on an error; we keep to one line and exit 2 like every bad input.
+
+    Prefix abbreviations are off: ``--trial 1`` must not silently mean ``--trials 1``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D401 - argparse's signature
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(f"{self.prog}: {message}{_choice_suggestion(message)}")
+
+
+def _choice_suggestion(message: str) -> str:
+    """argparse's "invalid choice: 'tunee' (choose from 'a', 'b')" plus the closest choice."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    return did_you_mean(found.group(1), re.findall(r"'([^']*)'", found.group(2))) if found else ""
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args, extras: list[str]) -> UserError:
+    """The arguments no parser took, with the closest flag of the subcommand that was meant."""
+    leaf, prog = parser, parser.prog
+    for dest in ("command", "action", "db_command"):
+        name = getattr(args, dest, None)
+        sub = _subcommands(leaf)
+        if name is not None and name in sub:
+            leaf, prog = sub[name], sub[name].prog
+    flags = [option for option in leaf._option_string_actions if option.startswith("--")]
+    hint = next((did_you_mean(extra.split("=")[0], flags) for extra in extras if extra.startswith("-")
+                 and did_you_mean(extra.split("=")[0], flags)), "")
+    return UserError(f"{prog}: unrecognized arguments: {' '.join(extras)}{hint}")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _accept_global_flags(parser: argparse.ArgumentParser) -> None:
+    """``benchmark tune ... --quiet`` works as well as ``benchmark --quiet tune ...``: every subcommand takes the
+    global flags too (SUPPRESS: unset there, so they never undo the same flag given before the subcommand)."""
+    for sub in _subcommands(parser).values():
+        sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                         help="only warnings and errors (also accepted before the command)")
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="debug logging (also accepted before the command)")
+        _accept_global_flags(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
         importlib.import_module(f"benchmark.cli.{name}").register(subparsers)
+    _accept_global_flags(parser)
     return parser
 
 
@@ -69,7 +115,9 @@ def _configure_logging(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            raise _unrecognized(parser, args, extras)
         if args.command is None:
             parser.print_help()
             return 0

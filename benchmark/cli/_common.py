@@ -7,7 +7,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 
 def default_data_root() -> Path:
     """``$BENCHMARK_DATA_ROOT``, else the user cache directory (e.g. ~/.cache/benchmark/data)."""
@@ -81,6 +81,9 @@ def experiment_from_args(args):
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
     weights = args.weights or ("imagenet" if protocol.name == "mlrc" else "none")
+    from benchmark.models.trunks import check_weights
+
+    check_weights(protocol.trunk, weights)  # before any data is read or study created
     return Experiment.create(
         dataset_name=args.dataset,
         loss_name=args.loss,
@@ -116,6 +119,31 @@ def add_storage_args(parser) -> None:
                         "sqlite:///results/benchmark.db)")
 
 
+def require_existing_storage(url: str) -> None:
+    """Commands that only read (status, report, check) refuse a SQLite or journal file that does not exist instead
+    of creating an empty one: a mistyped path must not look like an empty benchmark."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from benchmark.results import redact_url
+
+    if url.startswith("journal://"):
+        path = Path(url[len("journal://"):])
+    else:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            return  # the storage's own error names it
+        database = parsed.database
+        if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith(
+                "file:"):
+            return
+        path = Path(database)
+    if not path.is_file():
+        raise UserError(f"no database at {path} (from --storage {redact_url(url)}); check the path, or create one "
+                        "with `benchmark tune`")
+
+
 def storage_urls(args) -> tuple[str, str]:
     from benchmark.tuning.storage import DEFAULT_STORAGE
 
@@ -145,7 +173,7 @@ def parse_protocol_overrides(pairs: list[str] | None) -> dict:
     overrides = {}
     for key, text in parse_params(pairs).items():
         if key not in types or key == "name":
-            raise UserError(f"unknown protocol setting {key!r}; expected one of: {', '.join(sorted(set(types) - {'name'}))}")
+            raise UserError(f"unknown protocol setting {key!r}{did_you_mean(key, set(types) - {'name'})}; expected one of: {', '.join(sorted(set(types) - {'name'}))}")
         kind = types[key]
         try:
             if kind == "bool":

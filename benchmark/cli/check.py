@@ -44,7 +44,6 @@ def _check(args) -> int:
 
     if not args.tolerance >= 0:
         raise UserError(f"--tolerance must be a number >= 0, got {args.tolerance}")
-    source = "run" if args.run else "storage"
     existing = None
     if not args.update or args.baseline.exists():
         try:
@@ -53,6 +52,14 @@ def _check(args) -> int:
             if not args.update:
                 raise
             logger.warning("replacing the unreadable baseline %s", args.baseline)
+    # Without --run or a storage, check what the baseline holds: `check --baseline results/baseline.json` (the
+    # README's example, a --run baseline) reruns the fixed benchmark instead of failing on the default storage.
+    follows_baseline = (not args.run and args.storage is None and args.results_db is None and existing is not None
+                        and existing["source"] == "run")
+    if follows_baseline:
+        logger.info("%s holds --run metrics: running the fixed benchmark", args.baseline)
+    args.run = args.run or follows_baseline
+    source = "run" if args.run else "storage"
     if existing is not None and existing["source"] != source and not args.update:
         hint = "pass --run" if existing["source"] == "run" else "leave out --run"
         raise UserError(f"the baseline {args.baseline} holds {existing['source']} metrics; {hint} (or --update)")
@@ -64,6 +71,7 @@ def _check(args) -> int:
         current, settings = bl.run_values(), bl.RUN_SETTINGS
     else:
         storage, results = _common.storage_urls(args)
+        _common.require_existing_storage(results)
         current, settings = bl.storage_values(results), {"results": redact_url(results)}
         if not current:
             raise UserError(f"no test results in {results} to check; run `benchmark test` first, or use --run")

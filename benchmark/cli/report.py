@@ -44,6 +44,8 @@ def _report(args) -> int:
     perf_path = args.perf or (DEFAULT_PERF if DEFAULT_PERF.exists() else None)
     perf = load_perf(perf_path) if perf_path and args.format == "html" else None
     storage, results = _common.storage_urls(args)
+    _common.require_existing_storage(storage)
+    _common.require_existing_storage(results)
     data = collect(storage, results)
     require_results(data)
     if args.format == "html":

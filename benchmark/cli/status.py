@@ -18,6 +18,8 @@ def _status(args) -> int:
     from benchmark.tuning.status import study_statuses
 
     storage, results = _common.storage_urls(args)
+    _common.require_existing_storage(storage)
+    _common.require_existing_storage(results)
     rows = study_statuses(storage, results)
     if args.json:
         print(json.dumps(rows, indent=2))

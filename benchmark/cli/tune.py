@@ -20,8 +20,10 @@ def register(subparsers) -> None:
     parser.add_argument("--sampler", default="auto", choices=SAMPLERS,
                         help="auto: GP for numeric spaces without pruning, else TPE (default: auto)")
     parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials after a fold")
-    parser.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log]",
-                        help="override a search range (repeatable)")
+    parser.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log]|A,B,C",
+                        help="override a search range (repeatable): LOW:HIGH keeps the scale, LOW:HIGH:log or "
+                        "LOW:HIGH:linear sets it, A,B,C lists a categorical parameter's choices, one value fixes the "
+                        "parameter, e.g. --space alpha=4:64:log --space scale_schedule=constant,linear")
     parser.set_defaults(func=_tune)
 
 

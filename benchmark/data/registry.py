@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmark.data.dataset import ImageDataset
 from benchmark.data.synthetic import config_from_env, ensure_synthetic
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise UserError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}") from None
+        raise UserError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; expected one of: {', '.join(DATASETS)}") from None
 
 
 def get_dataset(name: str, data_root: Path) -> ImageDataset:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from pytorch_metric_learning import losses, miners, regularizers
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 from benchmark.losses.bundle import LossBundle, ProxyAttribute, ScaleAttribute
 
 # SoftTriple's centres per class: the paper's K = 10 (MLRC used pytorch-metric-learning without changing it).
@@ -198,5 +198,5 @@ def build_loss(name: str, params: dict, num_classes: int, embedding_size: int) -
 
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
-        raise UserError(f"unknown loss {name!r}; expected one of: {', '.join(LOSS_NAMES)}")
+        raise UserError(f"unknown loss {name!r}{did_you_mean(name, LOSS_NAMES)}; expected one of: {', '.join(LOSS_NAMES)}")
     return _REGISTRY[name]

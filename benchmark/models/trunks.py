@@ -145,6 +145,17 @@ def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
     return trunk
 
 
+def check_weights(name: str, weights: str) -> None:
+    """The error ``build_trunk`` would raise for missing weights, without building anything: commands call it
+    at the edge, before they read data or create a study."""
+    spec = TRUNKS[name]
+    if weights == "imagenet" and spec.imagenet_file is not None:
+        _find_imagenet_file(name, spec)
+    elif weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
+        raise UserError(f"weights file {Path(weights).expanduser()} not found; expected 'imagenet', 'none' or a "
+                        "state-dict file path")
+
+
 def _find_imagenet_file(name: str, spec: TrunkSpec) -> Path:
     dirs = weight_dirs()
     for folder in dirs:
