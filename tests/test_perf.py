@@ -23,6 +23,9 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
             assert size[key] >= 0
         assert size["max_abs_metric_diff"] < 1e-6  # our metrics equal PML's at any size
         assert set(size["ours"]["metrics"]) == {"precision_at_1", "r_precision", "mean_average_precision_at_r"}
+    validation = data["validation"]
+    assert validation["speedup"] > 0 and validation["max_abs_metric_diff"] == 0  # same values, fewer neighbours
+    assert validation["k_before"] > 0
     assert data["training_loop"]["trainer_over_bare"] > 0
     assert data["image_pipeline"]["cached_over_uncached"] > 0
     pruning = data["pruning"]
@@ -35,7 +38,7 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
         assert seed["unpruned"]["trial_reaching"] >= 1 and seed["unpruned"]["best"] == seed["unpruned_best"]
     assert set(data["targets"]) == {
         "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
-        "evaluation_pml_peak_over_ours", "training_loop_over_bare", "image_pipeline_cached_over_uncached",
+        "evaluation_pml_peak_over_ours", "validation_speedup_sop_size", "training_loop_over_bare", "image_pipeline_cached_over_uncached",
         "pruning_folds_to_reach_over_unpruned",
     }
     assert all(isinstance(t["met"], bool) for t in data["targets"].values())

@@ -158,3 +158,27 @@ def test_run_bad_input_is_one_line_exit_2(tiny_env, capsys, args, message):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_validation_searches_only_the_neighbours_map_at_r_needs(tiny_env, tiny_data_root, monkeypatch):
+    """Validation on SOP used to search k = 1000 for Recall@1000; MAP@R and R-Precision need the largest class
+    size minus one (the query itself), and early stopping reads nothing else."""
+    import benchmark.evaluation.metrics as metrics_module
+    from benchmark.evaluation.metrics import retrieval_metrics
+
+    searched = []
+    real = metrics_module.iter_knn
+    monkeypatch.setattr(metrics_module, "iter_knn", lambda q, k, *a, **kw: searched.append(k) or real(q, k, *a, **kw))
+    experiment = make_experiment(tiny_data_root)
+    experiment.dataset_name = "sop"  # SOP's test-phase cut-offs (1, 10, 100, 1000) must not reach validation
+    trainer = experiment.trainer(experiment.search_space.defaults())
+    data = fold_data(experiment.fold_run.paths, experiment.fold_run.labels, experiment.splits, 0)
+    model = trainer.build_model()
+    loader = trainer.eval_loader(data.val_paths, data.val_labels)
+    metrics = trainer.validate(model, loader)
+    assert searched == [int(np.bincount(data.val_labels).max()) - 1]
+    assert "recall_at_k" not in metrics or not metrics["recall_at_k"]
+    embeddings, labels = compute_embeddings(model, loader, trainer.device)
+    full = retrieval_metrics(embeddings, labels, recall_at=experiment.recall_at)  # the old validation
+    assert {m: metrics[m] for m in ("precision_at_1", "r_precision", "mean_average_precision_at_r")} == {
+        m: full[m] for m in ("precision_at_1", "r_precision", "mean_average_precision_at_r")}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("evaluation", "training_loop", "image_pipeline", "pruning")
+SECTIONS = ("evaluation", "validation", "training_loop", "image_pipeline", "pruning")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,13 @@ def _evaluation(s: Settings) -> dict:
             "VmHWM above its RSS just before the call (imports and input excluded)"}
 
 
+def _validation(s: Settings) -> dict:
+    from benchmark.perf.validation import compare
+
+    n, dim, classes = max(s.evaluation)  # the SOP-sized case
+    return compare(n, classes, dim, s.evaluation_repeats)
+
+
 def _training_loop(s: Settings) -> dict:
     from benchmark.perf.training_loop import compare
 
@@ -112,7 +119,7 @@ def _pruning(s: Settings) -> dict:
     return compare(s.pruning_size, s.pruning_trials, s.pruning_seeds, s.pruning_protocol)
 
 
-_MEASURE = {"evaluation": _evaluation, "training_loop": _training_loop, "image_pipeline": _image_pipeline,
+_MEASURE = {"evaluation": _evaluation, "validation": _validation, "training_loop": _training_loop, "image_pipeline": _image_pipeline,
             "pruning": _pruning}
 
 
@@ -135,6 +142,10 @@ def targets(results: dict) -> dict:
         add("evaluation_max_abs_diff_vs_pml", "<= 1e-6", worst_diff, worst_diff <= 1e-6)
         # "Well under PML's peak": at most half of it.
         add("evaluation_pml_peak_over_ours", ">= 2", worst_mem, worst_mem >= 2)
+    if "validation" in results:
+        r = results["validation"]
+        add("validation_speedup_sop_size", ">= 1.5", r["speedup"], r["speedup"] >= 1.5 and r["max_abs_metric_diff"] == 0,
+            max_abs_metric_diff=r["max_abs_metric_diff"])
     if "training_loop" in results:
         ratio = results["training_loop"]["trainer_over_bare"]
         add("training_loop_over_bare", "<= 1.10", ratio, ratio <= 1.10)
@@ -199,6 +210,11 @@ def table(results: dict) -> str:
             lines.append(f"{name:<28}{r['ours']['seconds']:>9.2f}{r['pml']['seconds']:>9.2f}"
                          f"{r['knn']['seconds']:>9.2f}{r['ours']['peak_extra_mib']:>10.1f}"
                          f"{r['pml']['peak_extra_mib']:>10.1f}{r['max_abs_metric_diff']:>11.1e}")
+    if "validation" in results:
+        r = results["validation"]
+        lines += ["", f"validation ({r['n']}x{r['dim']}, {r['classes']} classes): recall@{r['recall_at_before']} "
+                      f"(k {r['k_before']}) {r['seconds_before']:.2f} s, MAP@R's k only {r['seconds_now']:.2f} s, "
+                      f"max|diff| {r['max_abs_metric_diff']:.1e}"]
     if "training_loop" in results:
         r = results["training_loop"]
         lines += ["", f"training loop ({r['trunk']}, {r['crop']} px, batch {r['batch_size']}): trainer "

@@ -82,7 +82,6 @@ class Experiment:
             self.device,
             self.cache(),
             weights=self.weights,
-            recall_at=self.recall_at,
             num_workers=self.num_workers,
             on_epoch=on_epoch,
         )
