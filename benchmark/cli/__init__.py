@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        from benchmark.results.store import database_error, driver_message
+        from benchmark.results.db import database_error, driver_message
 
         lost = database_error(error)
         if lost is None:
@@ -147,7 +147,7 @@ class _NoTracebackForLostConnections(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.name.startswith("optuna"):
-            from benchmark.results.store import database_error
+            from benchmark.results.db import database_error
 
             lost = database_error(record.exc_info[1])
             if lost is not None and lost.connection_invalidated:

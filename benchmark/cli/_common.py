@@ -145,7 +145,7 @@ def require_existing_storage(url: str) -> None:
 
 
 def storage_urls(args) -> tuple[str, str]:
-    from benchmark.tuning.storage import DEFAULT_STORAGE
+    from benchmark.results.db import DEFAULT_STORAGE
 
     storage = args.storage or DEFAULT_STORAGE
     results = args.results_db or (DEFAULT_STORAGE if storage.startswith("journal://") else storage)

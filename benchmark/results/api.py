@@ -16,7 +16,7 @@ from scipy import stats
 from sqlalchemy import DateTime, Float, Integer, Select, inspect, select
 
 from benchmark.results.schema import EpochCurve, FoldResult, ProxyDiagnostic, Run, TestResult
-from benchmark.results.store import make_engine, user_errors
+from benchmark.results.db import make_engine, user_errors
 
 SUMMARY_KEYS = ["dataset", "loss", "protocol", "study_name", "mode", "metric"]
 SUMMARY_COLUMNS = [*SUMMARY_KEYS, "n", "mean", "ci_low", "ci_high"]

@@ -8,23 +8,19 @@ SQLite is opened in WAL mode with a long busy timeout and every write transactio
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
-import os
-import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from benchmark.errors import UserError
+from benchmark.results.db import DEFAULT_STORAGE, make_engine, retry_creation, user_errors
 from benchmark.results.provenance import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
@@ -40,13 +36,7 @@ from benchmark.results.schema import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STORAGE = "sqlite:///results/benchmark.db"
-SQLITE_BUSY_TIMEOUT_S = 60
-_CONNECT_TIMEOUT_S = 10
-_CREATE_ATTEMPTS = 3
-# How long a worker waits for a database server that went away (restart, failover) before it gives up.
-RECONNECT_WAIT_S = 120
-_EXAMPLE_URLS = "e.g. sqlite:///results/benchmark.db or postgresql://user@host:5432/dbname"
+__all__ = ["DEFAULT_STORAGE", "ResultsStore", "flatten_metrics"]
 
 # Validation metric names (pytorch-metric-learning's AccuracyCalculator) -> bm_fold_results columns.
 _VAL_COLUMNS = {
@@ -64,7 +54,7 @@ class ResultsStore:
 
     def __init__(self, url: str = DEFAULT_STORAGE):
         self.url = redact_url(url)  # safe to log and print
-        self._engine = make_engine(url, write=True)
+        self._engine = make_engine(url, write=True, json_serializer=_json_dumps)
         try:
             with user_errors(url, "cannot create the results tables in"):
                 self.create_tables()
@@ -83,16 +73,12 @@ class ResultsStore:
 
     def create_tables(self) -> None:
         """Create the missing ``bm_*`` tables; safe to call again and from several processes at once."""
-        for attempt in range(1, _CREATE_ATTEMPTS + 1):
-            try:
-                with self._engine.begin() as conn:
-                    Base.metadata.create_all(conn, checkfirst=True)
-                return
-            except DBAPIError as error:
-                # Another process created a table between our check and our CREATE ("already exists").
-                if attempt == _CREATE_ATTEMPTS or not _is_duplicate_object(error):
-                    raise
-                logger.debug("tables created concurrently, checking again: %s", error.orig)
+
+        def create() -> None:
+            with self._engine.begin() as conn:
+                Base.metadata.create_all(conn, checkfirst=True)
+
+        retry_creation(create)
 
     # ---- runs -------------------------------------------------------------------------------------------------
 
@@ -349,176 +335,6 @@ class ResultsStore:
         except IntegrityError:
             logger.debug("meta key %s inserted concurrently", key)
         return self.get_meta(key)
-
-
-# ---- engine -----------------------------------------------------------------------------------------------------
-
-
-def make_engine(url: str, *, write: bool) -> Engine:
-    """An engine for ``url`` that has connected once; bad URLs raise a one-line UserError with the URL redacted.
-
-    ``write=False`` (the read API) refuses a missing SQLite file instead of creating an empty one.
-    """
-    shown = redact_url(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise UserError(f"not a database URL: {shown!r}; expected {_EXAMPLE_URLS}") from None
-    parsed = with_installed_postgres_driver(parsed)
-    options: dict = {"json_serializer": _json_dumps}
-    connect_args: dict = {}
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite:
-        _prepare_sqlite_file(parsed, shown, write=write)
-        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
-    else:
-        options["pool_pre_ping"] = True
-        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
-    try:
-        engine = create_engine(parsed, connect_args=connect_args, **options)
-    except NoSuchModuleError:
-        raise UserError(
-            f"unknown database dialect {parsed.drivername!r} in {shown}; expected {_EXAMPLE_URLS}"
-        ) from None
-    except ImportError as error:
-        hint = " (pip install 'dml-benchmark[postgres]' installs psycopg2, used by postgresql:// URLs)" if parsed.get_backend_name() == "postgresql" else ""
-        raise UserError(
-            f"the database driver {error.name!r} for {shown} is not installed; install it{hint} or name an installed "
-            f"driver in the URL (dialect+driver://...)"
-        ) from None
-    except (ArgumentError, TypeError) as error:
-        raise UserError(f"bad database URL {shown}: {_first_line(error, url)}") from None
-    if sqlite:
-        configure_sqlite(engine, write=write)
-    try:
-        with user_errors(url, "cannot connect to the results database"), engine.connect() as conn:
-            conn.execute(select(1))
-    except UserError:
-        engine.dispose()
-        raise
-    if not sqlite:
-        wait_for_server_restarts(engine)
-    return engine
-
-
-def wait_for_server_restarts(engine: Engine, wait_s: float = RECONNECT_WAIT_S) -> None:
-    """Retry ``engine``'s new connections for up to ``wait_s`` while the server is down, instead of failing at once.
-
-    Call it once the engine has connected: a server that answered and then restarts (maintenance, failover) costs a
-    long-running worker a pause, not its trial; a server never reached still fails at once. ``pool_pre_ping``
-    notices the pooled connections the restart cut and reconnects through here; a query the restart interrupts
-    still fails (nothing can tell whether it committed)."""
-
-    @event.listens_for(engine, "do_connect")
-    def _connect(dialect, _record, cargs, cparams):
-        deadline = time.monotonic() + wait_s
-        first = True
-        while True:
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except dialect.loaded_dbapi.OperationalError as error:
-                if time.monotonic() > deadline:
-                    raise
-                if first:
-                    first = False
-                    logger.warning("database unreachable (%s); retrying for up to %.0f s",
-                                   _first_line(error, engine.url.render_as_string(hide_password=False)), wait_s)
-                time.sleep(2)
-
-
-def database_error(error: BaseException | None) -> OperationalError | None:
-    """The database error behind ``error`` (Optuna may wrap it, or raise another while handling it), or None.
-
-    Its ``connection_invalidated`` tells a connection cut mid-query (a server restart) from a refused query."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OperationalError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def driver_message(error: DBAPIError) -> str:
-    """The first line of what the database driver said."""
-    return _first_line(error.orig if error.orig is not None else error)
-
-
-@contextmanager
-def user_errors(url: str, what: str) -> Iterator[None]:
-    """Turn a database error raised inside the block into a one-line UserError naming the redacted URL."""
-    try:
-        yield
-    except DBAPIError as error:
-        raise UserError(f"{what} {redact_url(url)}: {_first_line(error.orig, url)}") from None
-
-
-def with_installed_postgres_driver(parsed: URL) -> URL:
-    """A plain ``postgresql://`` means psycopg (3) to SQLAlchemy 2.1, but this project's extra installs psycopg2."""
-    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return parsed.set(drivername="postgresql+psycopg2")
-    return parsed
-
-
-def _prepare_sqlite_file(parsed: URL, shown: str, *, write: bool) -> None:
-    database = parsed.database
-    if not database or database == ":memory:" or parsed.query.get("uri") or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not write:
-        if not path.is_file():
-            raise UserError(f"no results database at {path} (from {shown}); run a study first or pass --storage")
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"cannot create the folder {path.parent} for the results database {shown}: {error.strerror}"
-        ) from None
-    # WAL mode writes <db>-wal and <db>-shm next to the file: the folder itself must be writable.
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"the results database {shown} is not writable; expected a writable file and folder")
-
-
-def configure_sqlite(engine: Engine, *, write: bool) -> None:
-    """Real transactions on a SQLite engine: its connections made from now on begin each one themselves.
-
-    Python's sqlite3 module opens a transaction only at the first write, so a read-then-update (Optuna popping a
-    WAITING trial, us checking a run before writing it) is not atomic across processes: two of them can both read
-    the row as free. ``BEGIN IMMEDIATE`` takes the write lock at the start; a writer that finds it taken waits for
-    the busy timeout instead of failing."""
-    begin = "BEGIN IMMEDIATE" if write else "BEGIN"
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
-        # Take transaction control from the sqlite3 module so that our BEGIN below is the one that runs.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        if write:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql(begin)
-
-
-def _is_duplicate_object(error: DBAPIError) -> bool:
-    text = str(error.orig).lower()
-    return "already exists" in text or "duplicate" in text or isinstance(error, IntegrityError)
-
-
-def _first_line(error: BaseException | None, url: str | None = None) -> str:
-    """The first line of a driver's message, with the URL's password cut out should the driver echo it."""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    try:
-        password = make_url(url).password if url else None
-    except ArgumentError:
-        password = None
-    return text.replace(str(password), "***") if password else text
 
 
 # ---- values -----------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
-from benchmark.results.store import database_error, driver_message
+from benchmark.results.db import database_error, driver_message
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldResult

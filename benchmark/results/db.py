@@ -1,0 +1,248 @@
+"""Database plumbing shared by the results tables (``results.store``) and Optuna's storage (``tuning.storage``).
+
+One set of values and one place for: parsing a URL into a one-line error, the engine options, SQLite's
+configuration (busy timeout, WAL, real transactions), waiting out a database server's restart, retrying the table
+creation race between processes, and turning driver errors into one-line ``UserError``s with the URL redacted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+
+from benchmark.errors import UserError
+from benchmark.results.provenance import redact_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///results/benchmark.db"
+# How long a SQLite writer queues for the write lock before "database is locked". The longer of the two values
+# the results store (60 s) and Optuna's storage (120 s) used: a long trial's final write waiting longer costs
+# nothing, while failing it loses the trial.
+SQLITE_BUSY_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 10
+# Processes starting at once race to create the same tables; the larger of the two former counts (3 and 5), with a
+# growing pause, so that a crowd of workers starting together all get through.
+CREATE_ATTEMPTS = 5
+# How long a worker waits for a database server that went away (restart, failover) before it gives up.
+RECONNECT_WAIT_S = 120
+EXAMPLE_URLS = "e.g. sqlite:///results/benchmark.db, postgresql://user@host:5432/dbname or journal:///path/file.log"
+
+T = TypeVar("T")
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed, with the PostgreSQL driver this project installs; a one-line UserError when it is no URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"not a database URL: {redact_url(url)!r}; expected {EXAMPLE_URLS}") from None
+    return with_installed_postgres_driver(parsed)
+
+
+def is_sqlite_file(parsed: URL) -> bool:
+    """A SQLite URL naming a file path (not in-memory, not a ``file:`` URI)."""
+    database = parsed.database
+    return (parsed.get_backend_name() == "sqlite" and bool(database) and database != ":memory:"
+            and not parsed.query.get("uri") and not database.startswith("file:"))
+
+
+def engine_options(parsed: URL) -> dict:
+    """``create_engine`` keyword arguments for ``parsed``: busy timeout on SQLite, pre-ping and a connect timeout
+    on servers."""
+    if parsed.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return {"pool_pre_ping": True, "connect_args": connect_args}
+
+
+@contextmanager
+def driver_errors(url: str, parsed: URL) -> Iterator[None]:
+    """Turn a missing dialect or driver, or a bad URL argument, raised while creating an engine into a UserError."""
+    shown = redact_url(url)
+    try:
+        yield
+    except NoSuchModuleError:
+        raise UserError(f"unknown database dialect {parsed.drivername!r} in {shown}; expected {EXAMPLE_URLS}") from None
+    except ImportError as error:
+        postgres = parsed.get_backend_name() == "postgresql"
+        hint = " (pip install 'dml-benchmark[postgres]' installs psycopg2, used by postgresql:// URLs)" if postgres else ""
+        raise UserError(
+            f"the database driver {error.name!r} for {shown} is not installed; install it{hint} or name an installed "
+            f"driver in the URL (dialect+driver://...)"
+        ) from None
+    except (ArgumentError, TypeError) as error:
+        raise UserError(f"bad database URL {shown}: {first_line(error, url)}") from None
+
+
+def make_engine(url: str, *, write: bool, json_serializer: Callable | None = None) -> Engine:
+    """An engine for ``url`` that has connected once; bad URLs raise a one-line UserError with the URL redacted.
+
+    ``write=False`` (the read API) refuses a missing SQLite file instead of creating an empty one.
+    """
+    parsed = parse_url(url)
+    if is_sqlite_file(parsed):
+        prepare_sqlite_file(parsed, url, write=write)
+    options = engine_options(parsed)
+    if json_serializer is not None:
+        options["json_serializer"] = json_serializer
+    with driver_errors(url, parsed):
+        engine = create_engine(parsed, **options)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        configure_sqlite(engine, write=write)
+    try:
+        with user_errors(url, "cannot connect to the database"), engine.connect() as conn:
+            conn.execute(select(1))
+    except UserError:
+        engine.dispose()
+        raise
+    if not sqlite:
+        wait_for_server_restarts(engine)
+    return engine
+
+
+def retry_creation(create: Callable[[], T]) -> T:
+    """``create()``, retried while it loses the race of processes creating the same tables at once."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return create()
+        except DBAPIError as error:
+            if attempt == CREATE_ATTEMPTS or not is_creation_race(error):
+                raise
+            logger.debug("tables created concurrently, trying again: %s", driver_message(error))
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def is_creation_race(error: DBAPIError) -> bool:
+    """Another process created a table (or held SQLite's lock) between our check and our CREATE."""
+    text = str(error.orig if error.orig is not None else error).lower()
+    return (isinstance(error, IntegrityError)
+            or any(word in text for word in ("already exists", "duplicate", "unique", "locked")))
+
+
+def wait_for_server_restarts(engine: Engine, wait_s: float = RECONNECT_WAIT_S) -> None:
+    """Retry ``engine``'s new connections for up to ``wait_s`` while the server is down, instead of failing at once.
+
+    Call it once the engine has connected: a server that answered and then restarts (maintenance, failover) costs a
+    long-running worker a pause, not its trial; a server never reached still fails at once. ``pool_pre_ping``
+    notices the pooled connections the restart cut and reconnects through here; a query the restart interrupts
+    still fails (nothing can tell whether it committed)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        deadline = time.monotonic() + wait_s
+        first = True
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as error:
+                if time.monotonic() > deadline:
+                    raise
+                if first:
+                    first = False
+                    logger.warning("database unreachable (%s); retrying for up to %.0f s",
+                                   first_line(error, engine.url.render_as_string(hide_password=False)), wait_s)
+                time.sleep(2)
+
+
+def configure_sqlite(engine: Engine, *, write: bool) -> None:
+    """Real transactions on a SQLite engine: its connections made from now on begin each one themselves.
+
+    Python's sqlite3 module opens a transaction only at the first write, so a read-then-update (Optuna popping a
+    WAITING trial, us checking a run before writing it) is not atomic across processes: two of them can both read
+    the row as free. ``BEGIN IMMEDIATE`` takes the write lock at the start; a writer that finds it taken waits for
+    the busy timeout instead of failing."""
+    begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control from the sqlite3 module so that our BEGIN below is the one that runs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if write:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql(begin)
+
+
+def prepare_sqlite_file(parsed: URL, url: str, *, write: bool) -> None:
+    """Reading: the file must exist. Writing: its folder is created and must be writable (WAL mode writes
+    ``<db>-wal`` and ``<db>-shm`` next to the file)."""
+    shown = redact_url(url)
+    path = Path(parsed.database)
+    if not write:
+        if not path.is_file():
+            raise UserError(f"no results database at {path} (from {shown}); run a study first or pass --storage")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the folder {path.parent} for the database {shown}: {error.strerror}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"the database {shown} is not writable; expected a writable file and folder")
+
+
+def with_installed_postgres_driver(parsed: URL) -> URL:
+    """A plain ``postgresql://`` means psycopg (3) to SQLAlchemy 2.1, but this project's extra installs psycopg2."""
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def user_errors(url: str, what: str) -> Iterator[None]:
+    """Turn a database error raised inside the block into a one-line UserError naming the redacted URL."""
+    try:
+        yield
+    except DBAPIError as error:
+        raise UserError(f"{what} {redact_url(url)}: {first_line(error.orig, url)}") from None
+
+
+def database_error(error: BaseException | None) -> OperationalError | None:
+    """The database error behind ``error`` (Optuna may wrap it, or raise another while handling it), or None.
+
+    Its ``connection_invalidated`` tells a connection cut mid-query (a server restart) from a refused query."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OperationalError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def driver_message(error: DBAPIError) -> str:
+    """The first line of what the database driver said."""
+    return first_line(error.orig if error.orig is not None else error)
+
+
+def first_line(error: BaseException | None, url: str | None = None) -> str:
+    """The first line of a driver's message, with the URL's password cut out should the driver echo it."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    try:
+        password = make_url(url).password if url else None
+    except ArgumentError:
+        password = None
+    return text.replace(str(password), "***") if password else text
