@@ -50,7 +50,8 @@ def retrieval_metrics(
 
     _, codes = np.unique(np.concatenate([query_labels, reference_labels]), return_inverse=True)
     query_codes, reference_codes = codes[: len(query_labels)], codes[len(query_labels):]
-    relevant = np.bincount(reference_codes)[query_codes] - int(same)  # R per query
+    # minlength: a query label above every reference label has R = 0 (not an index past the counts).
+    relevant = np.bincount(reference_codes, minlength=int(codes.max()) + 1)[query_codes] - int(same)  # R per query
     scored = relevant > 0
     if not scored.any():
         raise UserError("no query has a same-label item in the reference set (every class is a singleton)")

@@ -154,7 +154,8 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
     rows: dict[tuple, dict] = {}
     for s in data.studies:
         row = rows.setdefault((s.dataset, s.protocol, s.loss), _empty_row(s.dataset, s.protocol, s.loss))
-        row.update(study=s.name, trials_finished=s.finished, trials_total=s.total, best_val_map_at_r=s.best_value)
+        row.update(study=s.name, trials_finished=s.finished, trials_total=s.total, best_val_map_at_r=s.best_value,
+                   sampler=", ".join(s.attrs.get("samplers", [])) or None)
     for r in data.summary.itertuples(index=False):
         if r.mode not in MODES or r.metric not in METRICS:
             continue
@@ -174,7 +175,7 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
 
 def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
     row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "trials_finished": None,
-           "trials_total": None, "best_val_map_at_r": None}
+           "trials_total": None, "best_val_map_at_r": None, "sampler": None}
     for mode in MODES:
         for metric in METRICS:
             row.update({f"{mode}/{metric}/mean": math.nan, f"{mode}/{metric}/ci_low": math.nan,

@@ -172,7 +172,8 @@ class _Figures:
 def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
     out = [f'<section class="loss" id="study-{escape(s.name)}"><h3>{escape(s.loss)} on {escape(s.dataset)} '
            f"({escape(s.protocol)}) — study {escape(s.name)}</h3>",
-           f"<p>Trials finished {s.finished} / {s.total}.</p>"]
+           f"<p>Trials finished {s.finished} / {s.total}; sampler "
+           f"{escape(', '.join(s.attrs.get('samplers', [])) or 'not recorded')}.</p>"]
     complete = s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         out.append("<p>No completed trial yet: no optimisation history, importances or best parameters.</p>")

@@ -210,10 +210,11 @@ class FoldTrainer:
         epoch = 0
         for epoch in range(1, p.max_epochs + 1):
             loss, scale = train_epoch()
-            if not epoch_done(epoch, loss, scale, validate=epoch % p.save_interval == 0):
+            validated = epoch % p.save_interval == 0
+            if not epoch_done(epoch, loss, scale, validate=validated):
                 break
             schedule.end_epoch(bundle)
-            if epoch - run.best_epoch >= p.patience:
+            if validated and plateaued(epoch, run.best_epoch, p.patience):
                 break
         normal_epochs = epoch
         extra = schedule.extra_epochs(normal_epochs) if run.status == "ok" else 0
@@ -298,6 +299,13 @@ class _FoldProgress:
         elif metrics["mean_average_precision_at_r"] <= self.best_metrics["mean_average_precision_at_r"]:
             return
         self.best_metrics, self.best_epoch, self.best_state = metrics, epoch, snapshot()
+
+
+def plateaued(epoch: int, best_epoch: int, patience: int) -> bool:
+    """Early stopping as pytorch-metric-learning's HookContainer decides it (``patience_remaining``), which
+    powerful-benchmarker used for MLRC: asked after a validation only, stop once MORE than ``patience`` epochs
+    separate it from the best one (epoch 0, the untrained model, counts as a validation)."""
+    return epoch - best_epoch > patience
 
 
 def _default_workers(device: torch.device) -> int:

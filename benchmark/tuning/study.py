@@ -34,12 +34,13 @@ from benchmark.training.fold import FoldResult
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs, process_is_gone
-from benchmark.tuning.samplers import make_pruner, make_sampler
+from benchmark.tuning.samplers import make_pruner, make_sampler, resolve_sampler
 from benchmark.tuning.storage import open_storage, retry_callback
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SAMPLERS_ATTR = "samplers"
 POLL_S = 5.0
 MAX_LOST_CONNECTIONS = 3
 
@@ -79,8 +80,8 @@ class Tuner:
             existing = _existing_trial_count(self.storage, self.name)
             # Seeded per resume and per process, so a restart or a second worker does not replay the start-up points.
             sampler_seed = derive_seed(seed, existing, os.getpid())
-            self.sampler_name = sampler
-            sampler = make_sampler(sampler, experiment.search_space, sampler_seed, pruned=pruner != "none")
+            self.sampler_name = resolve_sampler(sampler, experiment.search_space, pruned=pruner != "none")
+            sampler = make_sampler(self.sampler_name, experiment.search_space, sampler_seed)
         else:
             self.sampler_name = type(sampler).__name__
         self.study = self._create_or_load(sampler, make_pruner(pruner))
@@ -106,6 +107,10 @@ class Tuner:
             if "protocol" in attrs:
                 check_same_protocol(attrs["protocol"], e.protocol, self.name)
         study.set_user_attr("total_trials", self.total)  # the budget the report shows; the latest --trials
+        # Every sampler that proposed trials of this study (several when workers or resumes differ), for the report.
+        used = list(attrs.get(SAMPLERS_ATTR, []))
+        if self.sampler_name not in used:
+            study.set_user_attr(SAMPLERS_ATTR, [*used, self.sampler_name])
         return study
 
     def counts(self) -> dict[TrialState, int]:
