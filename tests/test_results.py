@@ -30,7 +30,8 @@ from benchmark.results import (
     redact_url,
     summarize_test_results,
 )
-from benchmark.results.provenance import _git_state, redact_secrets
+from benchmark.redaction import redact, redact_secrets
+from benchmark.results.provenance import _git_state
 from benchmark.results.store import flatten_metrics
 
 PASSWORD = "hunter2-s3cret"
@@ -290,7 +291,14 @@ def test_redaction():
     assert PASSWORD not in redact_url(f"postgresql://u@h/d?password={PASSWORD}")
     assert PASSWORD not in redact_url(f"weird url ://u:{PASSWORD}@h/d")
     assert redact_url("sqlite:///results/benchmark.db") == "sqlite:///results/benchmark.db"
-    assert redact_url(f"postgresql:/u:{PASSWORD}@h/d") == "postgresql:/***@h/d"
+    assert redact_url(f"postgresql:/u:{PASSWORD}@h/d") == "postgresql:/u:***@h/d"
+    assert redact_url(f"postgresql://u:{PASSWORD}@h/d?sslpassword={PASSWORD}") == (
+        "postgresql://u:***@h/d?sslpassword=***")
+    assert redact(f"no test results in postgresql://u:{PASSWORD}@h/db; PGPASSWORD={PASSWORD} host=h "
+                  f"password={PASSWORD}") == "no test results in postgresql://u:***@h/db; PGPASSWORD=*** host=h password=***"
+    assert redact(f"'postgresql://u:p@ss{PASSWORD}@h/d'") == "'postgresql://u:***@h/d'"
+    assert redact(f"x?application_name=password%3D{PASSWORD}") == "x?application_name=password%3D***"
+    assert redact("lr=0.1 http://example.org/a:b file:///tmp/x") == "lr=0.1 http://example.org/a:b file:///tmp/x"
     assert redact_secrets({"api_key": "k", "n": 1, "s": "plain", "u": f"mysql://h/d?password={PASSWORD}&x=1"}) == {
         "api_key": "***", "n": 1, "s": "plain", "u": "mysql://h/d?password=***&x=1"}
 

@@ -17,6 +17,7 @@ import sys
 
 from benchmark import __version__
 from benchmark.errors import UserError, did_you_mean
+from benchmark.redaction import RedactingFilter, redact
 
 # Subcommand modules, in the order `benchmark --help` lists them. Their top level and register() import only what
 # the parser needs (tests/test_cli_startup.py checks): optuna, pandas, scipy, sklearn and torch load in the handlers.
@@ -95,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    logging.getLogger().handlers[0].addFilter(_NoTracebackForLostConnections())
+    handler = logging.getLogger().handlers[0]
+    handler.addFilter(_NoTracebackForLostConnections())
+    handler.addFilter(RedactingFilter())  # last: it formats the traceback a filter above may have dropped
+    logging.captureWarnings(True)  # warnings too pass the redaction
     # faiss announces which CPU build it loaded at INFO level; on stderr that buries a command's one-line error.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     if args.command in _WITHOUT_OPTUNA:
@@ -113,6 +117,7 @@ def _configure_logging(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.excepthook = _redacted_excepthook
     try:
         parser = build_parser()
         args, extras = parser.parse_known_args(argv)
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args)
         return int(args.func(args) or 0)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -137,8 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # A database that stayed unreachable (wait_for_server_restarts gave up) or refused a query: say so in one
         # line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
-        print(f"error: database error: {driver_message(lost)}; rerun the same command to resume", file=sys.stderr)
+        print(f"error: database error: {redact(driver_message(lost))}; rerun the same command to resume",
+              file=sys.stderr)
         return 1
+
+
+def _redacted_excepthook(kind, value, traceback) -> None:
+    """A bug's traceback is printed as usual, but with any password in it hidden."""
+    import traceback as tb
+
+    sys.stderr.write(redact("".join(tb.format_exception(kind, value, traceback))))
 
 
 class _NoTracebackForLostConnections(logging.Filter):

@@ -74,7 +74,7 @@ def _check(args) -> int:
         _common.require_existing_storage(results)
         current, settings = bl.storage_values(results), {"results": redact_url(results)}
         if not current:
-            raise UserError(f"no test results in {results} to check; run `benchmark test` first, or use --run")
+            raise UserError(f"no test results in {redact_url(results)} to check; run `benchmark test` first, or use --run")
     logger.info("measured %d metrics in %.1f s", len(current), time.monotonic() - started)
     baseline_values = bl.baseline_values(existing) if existing is not None and existing["source"] == source else {}
     rows = bl.compare(baseline_values, current, args.tolerance)

@@ -40,6 +40,7 @@ def _report(args) -> int:
     from benchmark.report.tables import to_csv, to_latex, to_markdown
     from benchmark.report.io import write_atomically
     from benchmark.report.perf import load_perf
+    from benchmark.redaction import redact, redact_url
 
     perf_path = args.perf or (DEFAULT_PERF if DEFAULT_PERF.exists() else None)
     perf = load_perf(perf_path) if perf_path and args.format == "html" else None
@@ -55,8 +56,9 @@ def _report(args) -> int:
         return 0
     board = leaderboard(data)
     if board.empty:
-        raise UserError(f"no tune or test results in {results} to tabulate; sweeps are shown in the HTML report only")
-    text = {"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](board)
+        raise UserError(f"no tune or test results in {redact_url(results)} to tabulate; sweeps are shown in the HTML "
+                        "report only")
+    text = redact({"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](board))
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from benchmark.config import DEFAULT_BATCH_SAMPLER
 from benchmark.errors import UserError
+from benchmark.redaction import redact_url
 from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.sweep import SWEEP_ATTR
@@ -82,7 +83,8 @@ def collect(storage_url: str, results_url: str) -> ReportData:
     studies = [s for s in found if SWEEP_ATTR not in s.attrs]
     sweeps = [s for s in found if SWEEP_ATTR in s.attrs]
     mapr, hparams = load_reference()
-    return ReportData(storage_url, results_url, studies, summary, runs, curves, mapr, hparams, sweeps,
+    # Only the redacted URLs reach the report.
+    return ReportData(redact_url(storage_url), redact_url(results_url), studies, summary, runs, curves, mapr, hparams, sweeps,
                       load_proxy_diagnostics(results_url))
 
 

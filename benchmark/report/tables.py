@@ -99,8 +99,17 @@ def to_latex(board: pd.DataFrame) -> str:
 
 def to_csv(board: pd.DataFrame) -> str:
     buffer = io.StringIO()
-    board.to_csv(buffer, index=False, float_format="%.6g")
+    text_columns = [c for c in board.columns if not pd.api.types.is_numeric_dtype(board[c])]
+    board.assign(**{c: board[c].map(_csv_text) for c in text_columns}).to_csv(buffer, index=False, float_format="%.6g")
     return buffer.getvalue()
+
+
+def _csv_text(value):
+    # A spreadsheet runs a cell that starts with = + - @ (or a tab/CR before one) as a formula, e.g. a loss
+    # named =HYPERLINK(...): a leading apostrophe makes it text (OWASP's CSV-injection advice). Numbers stay numbers.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def latex_escape(text) -> str:

@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "load_epoch_curves": "api", "load_fold_results": "api", "load_proxy_diagnostics": "api", "load_runs": "api",
     "load_test_results": "api", "mean_and_ci": "api", "summarize_test_results": "api",
-    "collect_provenance": "provenance", "redact_url": "provenance",
+    "collect_provenance": "provenance", "redact_url": "benchmark.redaction",
     "DEFAULT_STORAGE": "store", "ResultsStore": "store",
 }
 __all__ = sorted(_EXPORTS)
@@ -18,4 +18,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if "." in module else f"{__name__}.{module}"), name)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
 from benchmark.errors import UserError
-from benchmark.results.provenance import redact_url
+from benchmark.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def parse_url(url: str) -> URL:
     """``url`` parsed, with the PostgreSQL driver this project installs; a one-line UserError when it is no URL."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UserError(f"not a database URL: {redact_url(url)!r}; expected {EXAMPLE_URLS}") from None
     return with_installed_postgres_driver(parsed)
 
@@ -243,6 +243,6 @@ def first_line(error: BaseException | None, url: str | None = None) -> str:
     text = (str(error).strip().splitlines() or [type(error).__name__])[0]
     try:
         password = make_url(url).password if url else None
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         password = None
     return text.replace(str(password), "***") if password else text

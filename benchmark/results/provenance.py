@@ -1,21 +1,14 @@
-"""Where a result came from: package versions, the code's git commit, the device and the host.
-
-Also the redaction helpers that keep database passwords out of everything stored, logged or printed.
-"""
+"""Where a result came from: package versions, the code's git commit, the device and the host."""
 
 from __future__ import annotations
 
 import logging
 import os
 import platform
-import re
 import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 import benchmark
 
@@ -35,14 +28,6 @@ _DISTRIBUTIONS = (
     "pandas",
 )
 _GIT_TIMEOUT_S = 10
-_HIDDEN = "***"
-# scheme://user:password@host inside free text (a config value).
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@")
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&][^=&\s]*(password|passwd|pwd)=)[^&\s]*", re.IGNORECASE)
-# A URL make_url cannot parse (a typo such as "postgresql:/u:pw@h"): everything between the first ":" and
-# the last "@" may be credentials.
-_UNPARSED_CREDENTIALS = re.compile(r"^(?P<head>[^:]*:/*).*@")
-_SECRET_KEY = re.compile(r"(^|_)(password|passwd|pwd|secret|token|api_?key)$", re.IGNORECASE)
 
 
 def collect_provenance(device: str) -> dict:
@@ -57,35 +42,6 @@ def collect_provenance(device: str) -> dict:
         "hostname": socket.gethostname(),
         "pid": os.getpid(),  # with the host, tells a run whose process died (killed, machine lost) from a live one
     }
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (and password-like query arguments) replaced by ``***``."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return _UNPARSED_CREDENTIALS.sub(rf"\g<head>{_HIDDEN}@", url)
-    secret_query = {key: _HIDDEN for key in parsed.query if _SECRET_KEY.search(key)}
-    if secret_query:
-        parsed = parsed.update_query_dict(secret_query)
-    # render_as_string percent-encodes the query's "***".
-    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", _HIDDEN)
-
-
-def redact_secrets(value):
-    """A copy of a JSON-like ``value`` with URL passwords and values under password-like keys hidden."""
-    if isinstance(value, dict):
-        return {
-            key: _HIDDEN if isinstance(key, str) and _SECRET_KEY.search(key) and item is not None
-            else redact_secrets(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [redact_secrets(item) for item in value]
-    if isinstance(value, str) and "://" in value:
-        value = _URL_PASSWORD.sub(rf"\g<head>:{_HIDDEN}@", value)
-        return _QUERY_PASSWORD.sub(rf"\g<head>{_HIDDEN}", value)
-    return value
 
 
 def _package_versions() -> dict[str, str | None]:

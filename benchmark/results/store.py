@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from benchmark.errors import UserError
 from benchmark.results.db import DEFAULT_STORAGE, make_engine, retry_creation, user_errors
-from benchmark.results.provenance import redact_secrets, redact_url
+from benchmark.redaction import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
     RUN_STATUSES,

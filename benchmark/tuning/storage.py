@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from benchmark.errors import UserError
 from benchmark.results.db import (configure_sqlite, driver_errors, driver_message, engine_options, is_sqlite_file,
                                   parse_url, prepare_sqlite_file, retry_creation, wait_for_server_restarts)
-from benchmark.results.provenance import redact_url
+from benchmark.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 
