@@ -162,7 +162,7 @@ def test_empty_database_is_one_line_exit_2(tmp_path, capsys):
 
 def test_missing_database_is_exit_2(tmp_path, capsys):
     assert main(["report", "--storage", sqlite_url(tmp_path / "nope.db"), "--format", "md"]) == 2
-    assert capsys.readouterr().err.startswith("error: no results database at ")
+    assert capsys.readouterr().err.startswith("error: no database at ")
 
 
 def test_budget_uses_the_study_total_when_recorded(tmp_path, capsys):
