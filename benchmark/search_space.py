@@ -142,6 +142,8 @@ class SearchSpace:
     params: dict[str, ParamSpec]
     source: str = ""
     path: Path | None = None
+    # sha256 of a plugin loss's source file (benchmark.losses.plugins): other code, other study.
+    code_sha256: str | None = None
 
     def defaults(self) -> dict[str, float | int | str]:
         return {name: spec.default for name, spec in self.params.items()}
@@ -199,8 +201,20 @@ class SearchSpace:
             if spec.tune:
                 entry.pop("default")
             searched[name] = entry
-        text = json.dumps({"loss": self.loss, "params": searched}, sort_keys=True)
+        identity = {"loss": self.loss, "params": searched}
+        if self.code_sha256:
+            identity["code_sha256"] = self.code_sha256
+        text = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_same_code(stored: str | None, space: SearchSpace, study: str) -> None:
+    """Refuse to add to a study whose plugin loss was another version of its source file (``stored``: the sha256
+    the study was created with): trials of two versions of a loss are not one search."""
+    if (stored or None) != space.code_sha256:
+        raise UserError(f"study {study} was tuned with loss code sha256 {(stored or 'built-in')[:12]}, the loaded "
+                        f"{space.loss} is {(space.code_sha256 or 'built-in')[:12]}; restore that source or use "
+                        "another --storage")
 
 
 def load_search_space(loss: str, dataset: str, directory: Path | None = None) -> SearchSpace:
@@ -208,8 +222,14 @@ def load_search_space(loss: str, dataset: str, directory: Path | None = None) ->
     directory = Path(directory) if directory is not None else default_directory()
     path = directory / f"{loss}.yaml"
     if not path.is_file():
+        from benchmark.losses.plugins import find_plugin
+
+        plugin = find_plugin(loss)
+        if plugin is not None:
+            return replace(_SpaceFile(plugin.search_space).resolve(dataset), code_sha256=plugin.source_sha256)
         names = ", ".join(available_losses(directory)) or f"(no .yaml files in {directory})"
-        raise UserError(f"unknown loss {loss!r}{did_you_mean(loss, available_losses(directory))}; expected one of: {names}")
+        raise UserError(f"unknown loss {loss!r}{did_you_mean(loss, available_losses(directory))}; expected one of: "
+                        f"{names} (or load yours with --loss-module FILE)")
     return _SpaceFile(path).resolve(dataset)
 
 

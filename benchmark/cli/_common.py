@@ -45,7 +45,8 @@ def add_experiment_args(parser, *, loss: bool = True) -> None:
     from benchmark.config import PROTOCOL_NAMES
 
     if loss:
-        parser.add_argument("--loss", required=True, help="a loss name (see search_spaces/)")
+        parser.add_argument("--loss", required=True, help="a loss name (see `benchmark losses list`)")
+    add_loss_module(parser)
     parser.add_argument("--dataset", required=True, help="a dataset name (see `benchmark datasets list`)")
     parser.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES,
                         help="mlrc: the paper's protocol; quick: a small CPU-sized version (default: mlrc)")
@@ -66,6 +67,20 @@ def add_experiment_args(parser, *, loss: bool = True) -> None:
                         "not comparable with the preset's)")
 
 
+def add_loss_module(parser) -> None:
+    parser.add_argument("--loss-module", action="append", type=Path, metavar="FILE.py", default=None,
+                        help="load your own losses from a Python file with a LOSSES dict (repeatable; see "
+                        "examples/my_dml_loss); installed packages' dml_benchmark.losses entry points load by themselves")
+
+
+def load_loss_modules(args) -> None:
+    """Register the losses of every --loss-module file (validated here, once)."""
+    from benchmark.losses.plugins import load_loss_module
+
+    for path in getattr(args, "loss_module", None) or []:
+        load_loss_module(path)
+
+
 def experiment_from_args(args):
     """Validate the shared arguments once and resolve them into an Experiment."""
     from benchmark.config import protocol_for
@@ -73,6 +88,7 @@ def experiment_from_args(args):
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
 
+    load_loss_modules(args)
     overrides = parse_protocol_overrides(args.protocol_overrides)
     if args.batch_sampler is not None:
         overrides["batch_sampler"] = args.batch_sampler

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     _common.add_storage_args(init)
     init.add_argument("--dataset", default=None, help="also create the studies of this dataset (with --losses)")
     init.add_argument("--losses", default=None, metavar="A,B,C", help="comma-separated loss names (with --dataset)")
+    _common.add_loss_module(init)
     from benchmark.config import PROTOCOL_NAMES
 
     init.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES, help="the studies' protocol (default: mlrc)")
@@ -39,6 +40,7 @@ def _init(args) -> int:
     if (args.dataset is None) != (args.losses is None):
         raise UserError("--dataset and --losses go together: both name the studies to create, or neither")
     names = []
+    _common.load_loss_modules(args)
     if args.dataset is not None:
         get_spec(args.dataset)
         sampler = {} if args.batch_sampler is None else {"batch_sampler": args.batch_sampler}

@@ -32,21 +32,23 @@ def register(subparsers) -> None:
 
 
 def parse_losses(text: str) -> list[str]:
-    """``"a,b,a"`` -> ``["a", "b"]``, every name checked against the loss registry."""
-    from benchmark.losses import LOSS_NAMES
+    """``"a,b,a"`` -> ``["a", "b"]``, every name checked against the loss registry (plugins included)."""
+    from benchmark.losses import loss_names
 
     losses = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not losses:
         raise UserError(f"--losses {text!r} names no loss; expected e.g. --losses contrastive,proxy_anchor")
-    unknown = [name for name in losses if name not in LOSS_NAMES]
+    known = loss_names()
+    unknown = [name for name in losses if name not in known]
     if unknown:
-        raise UserError(f"unknown loss {unknown[0]!r} in --losses; expected some of: {', '.join(LOSS_NAMES)}")
+        raise UserError(f"unknown loss {unknown[0]!r} in --losses; expected some of: {', '.join(known)}")
     return losses
 
 
 def _worker(args) -> int:
     if args.trials < 1:
         raise UserError(f"--trials must be at least 1, got {args.trials}")
+    _common.load_loss_modules(args)
     losses = parse_losses(args.losses)
     experiments = [_common.experiment_from_args(argparse.Namespace(**vars(args), loss=loss)) for loss in losses]
     from benchmark.tuning.study import Tuner

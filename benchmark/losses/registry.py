@@ -177,7 +177,15 @@ def _circle(p, num_classes, embedding_size):
     return LossBundle(losses.CircleLoss(m=p["m"], gamma=p["gamma"]), scale=ScaleAttribute("gamma", "gamma"))
 
 
+# The losses this repository ships; others come from plugins (benchmark.losses.plugins).
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+
+
+def loss_names() -> tuple[str, ...]:
+    """Built-in losses and every plugin loss (loaded --loss-module files and installed entry points)."""
+    from benchmark.losses.plugins import all_plugins
+
+    return tuple(sorted({*LOSS_NAMES, *(p.name for p in all_plugins())}))
 
 
 def loss_param_names(name: str) -> tuple[str, ...]:
@@ -198,5 +206,38 @@ def build_loss(name: str, params: dict, num_classes: int, embedding_size: int) -
 
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
-        raise UserError(f"unknown loss {name!r}{did_you_mean(name, LOSS_NAMES)}; expected one of: {', '.join(LOSS_NAMES)}")
+        from benchmark.losses.plugins import find_plugin
+
+        plugin = find_plugin(name)
+        if plugin is None:
+            known = loss_names()
+            raise UserError(f"unknown loss {name!r}{did_you_mean(name, known)}; expected one of: {', '.join(known)} "
+                            "(or load yours with --loss-module FILE)")
+        return _plugin_entry(plugin)
     return _REGISTRY[name]
+
+
+def _plugin_entry(plugin) -> _Entry:
+    """Build a plugin's class the way the built-in builders build PML's: searched values as keyword arguments, the
+    fold's class count and embedding size where the constructor takes them."""
+    from benchmark.losses.plugins import NOT_CONSTRUCTOR_PARAMS
+    from benchmark.search_space import load_search_space_file
+
+    yaml_params = tuple(load_search_space_file(plugin.search_space).params)
+    arguments = [k for k in yaml_params if k not in NOT_CONSTRUCTOR_PARAMS]
+
+    def build(p, num_classes, embedding_size):
+        kwargs = {k: p[k] for k in arguments}
+        per_class = plugin.takes("num_classes")
+        if per_class:
+            kwargs["num_classes"] = num_classes
+        if plugin.takes("embedding_size"):
+            kwargs["embedding_size"] = embedding_size
+        loss = plugin.loss_class(**kwargs)
+        try:
+            return LossBundle(loss, loss_lr=p.get("loss_lr"), num_classes=num_classes if per_class else None)
+        except ValueError:
+            raise UserError(f"loss {plugin.name!r} has trainable parameters: add loss_lr (their learning rate) to "
+                            f"{plugin.search_space}") from None
+
+    return _Entry(build, yaml_params)

@@ -28,6 +28,7 @@ from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
+from benchmark.search_space import check_same_code
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldResult
@@ -102,7 +103,10 @@ class Tuner:
             study.set_user_attr("protocol", e.protocol.to_dict())
             study.set_user_attr("split_scheme", e.splits.scheme)
             study.set_user_attr("search_space", e.search_space.fingerprint())
+            if e.search_space.code_sha256:
+                study.set_user_attr("loss_code_sha256", e.search_space.code_sha256)
         else:
+            check_same_code(attrs.get("loss_code_sha256"), e.search_space, self.name)
             check_split_hash(attrs["split_hash"], e.splits.hash)
             if "protocol" in attrs:
                 check_same_protocol(attrs["protocol"], e.protocol, self.name)
@@ -275,7 +279,8 @@ def _fold_summary(result: FoldResult) -> dict:
 
 def _config(e: Experiment, sampler: str) -> dict:
     return {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
-            "search_space": e.search_space.fingerprint(), "sampler": sampler}
+            "search_space": e.search_space.fingerprint(), "sampler": sampler,
+            "loss_code_sha256": e.search_space.code_sha256}
 
 
 def _existing_trial_count(storage, name: str) -> int:

@@ -20,6 +20,7 @@ from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
 from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.search_space import SearchSpace, check_same_code
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
@@ -37,7 +38,7 @@ MODES = ("separated_128", "concatenated_512")
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 
 
-def best_params(storage_url: str, name: str, split_hash: str, protocol: Protocol) -> dict:
+def best_params(storage_url: str, name: str, split_hash: str, protocol: Protocol, space: SearchSpace) -> dict:
     """The best trial's parameters, after checking the study was tuned on the same split of the same data, under
     the same protocol settings."""
     try:
@@ -47,6 +48,7 @@ def best_params(storage_url: str, name: str, split_hash: str, protocol: Protocol
     check_split_hash(study.user_attrs.get("split_hash", split_hash), split_hash)
     if "protocol" in study.user_attrs:
         check_same_protocol(study.user_attrs["protocol"], protocol, name)
+    check_same_code(study.user_attrs.get("loss_code_sha256"), space, name)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {name!r} has no completed trial yet; run `benchmark tune` first")
     return dict(study.best_trial.params)
@@ -87,7 +89,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         params = {**e.search_space.defaults(), **fixed}
     else:
         # Parameters the search did not vary are not in the trial's params: they keep the search space's value.
-        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash, e.protocol)}
+        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash, e.protocol, e.search_space)}
     results = ResultsStore(results_url)
     close_abandoned_runs(results, name)  # a reproduction a killed `test` left "running" is retrained below
     done = results.completed_reproductions(name)
@@ -102,7 +104,8 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         run_id = results.start_run(
             kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
             params=params, config={"protocol": e.protocol.to_dict(), "weights": e.weights,
-                                   "split_scheme": e.splits.scheme},
+                                   "split_scheme": e.splits.scheme,
+                                   "loss_code_sha256": e.search_space.code_sha256},
             seed=rep_seed, split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
             reproduction=reproduction,
         )
