@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("--sampler", default="auto", choices=SAMPLERS,
                         help="auto: GP for numeric spaces without pruning, else TPE (default: auto)")
     parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials after a fold")
+    parser.add_argument("--no-seed-defaults", dest="seed_defaults", action="store_false",
+                        help="do not make a new study's first trial the search space's defaults (MLRC's optimum for "
+                        "MLRC's datasets); the choice is recorded in the study")
     parser.add_argument("--space", action="append", metavar="NAME=LOW:HIGH[:log]|A,B,C",
                         help="override a search range (repeatable): LOW:HIGH keeps the scale, LOW:HIGH:log or "
                         "LOW:HIGH:linear sets it, A,B,C lists a categorical parameter's choices, one value fixes the "
@@ -38,7 +41,8 @@ def _tune(args) -> int:
     _common.treat_sigterm_as_interrupt()
     storage, results = _common.storage_urls(args)
     tuner = Tuner(experiment, storage, results, total_trials=args.trials, sampler=args.sampler,
-                  pruner=args.pruner, seed=args.seed)
+                  pruner=args.pruner, seed=args.seed,
+                  seed_defaults=args.seed_defaults)
     before = tuner.summary().finished
     summary = tuner.run()
     if before >= summary.total:

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--sampler", default="auto", choices=SAMPLERS,
                         help="auto: GP for numeric spaces without pruning, else TPE (default: auto)")
     parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials after a fold")
+    parser.add_argument("--no-seed-defaults", dest="seed_defaults", action="store_false",
+                        help="do not make a new study's first trial the search space's defaults (MLRC's optimum for "
+                        "MLRC's datasets); the choice is recorded in the study")
     parser.set_defaults(func=_worker)
 
 
@@ -57,7 +60,7 @@ def _worker(args) -> int:
     _common.treat_sigterm_as_interrupt()
     storage, results = _common.storage_urls(args)
     tuners = [Tuner(e, storage, results, total_trials=args.trials, sampler=args.sampler, pruner=args.pruner,
-                    seed=args.seed) for e in experiments]
+                    seed=args.seed, seed_defaults=args.seed_defaults) for e in experiments]
     for summary in run_worker(tuners):
         best = "" if summary.best_value is None else f", best mean validation MAP@R {summary.best_value:.4f}"
         print(f"study {summary.study_name}: {summary.finished}/{summary.total} trials finished{best}")

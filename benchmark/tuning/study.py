@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS_ATTR = "samplers"
+SEED_DEFAULTS_ATTR = "seed_defaults"  # study attribute: whether trial 0 was the search space's defaults
+SEEDED_ATTR = "seeded"  # trial attribute of that trial
 POLL_S = 5.0
 MAX_LOST_CONNECTIONS = 3
 
@@ -66,11 +68,13 @@ class TuneSummary:
 class Tuner:
     def __init__(self, experiment: Experiment, storage_url: str, results_url: str, *, total_trials: int,
                  sampler: str | optuna.samplers.BaseSampler, pruner: str, seed: int, name: str | None = None,
-                 common_seed: bool = False):
+                 common_seed: bool = False, seed_defaults: bool = False):
         """``sampler``: a name from SAMPLERS, or a ready sampler (a sweep's GridSampler); ``name``: the study's
         name when it is not tune's ``<dataset>-<loss>-<protocol>``; ``common_seed``: every trial trains with the
-        same seed instead of one per trial number."""
+        same seed instead of one per trial number; ``seed_defaults``: a new study's first trial is the search
+        space's defaults (MLRC's optimum where published), enqueued through Optuna."""
         self.experiment = experiment
+        self.seed_defaults = seed_defaults
         self.total = total_trials
         self.seed = seed
         self.common_seed = common_seed
@@ -115,7 +119,28 @@ class Tuner:
         used = list(attrs.get(SAMPLERS_ATTR, []))
         if self.sampler_name not in used:
             study.set_user_attr(SAMPLERS_ATTR, [*used, self.sampler_name])
+        if SEED_DEFAULTS_ATTR not in attrs and not study.get_trials(deepcopy=False):
+            # Decided once, by the process that finds the study empty; the choice is recorded either way.
+            study.set_user_attr(SEED_DEFAULTS_ATTR, self.seed_defaults)
+            if self.seed_defaults:
+                self._enqueue_defaults(study)
         return study
+
+    def _enqueue_defaults(self, study: optuna.Study) -> None:
+        """Trial 0 = what is already known: the searched parameters' defaults that lie in their (possibly
+        --space-narrowed) ranges; a default outside its range is left to the sampler."""
+        fixed = {}
+        for name, spec in self.experiment.search_space.params.items():
+            if not spec.tune:
+                continue
+            if spec.type == "categorical":
+                inside = spec.default in spec.choices
+            else:
+                inside = spec.low <= spec.default <= spec.high
+            if inside:
+                fixed[name] = spec.default
+        study.enqueue_trial(fixed, user_attrs={SEEDED_ATTR: "search-space defaults"}, skip_if_exists=True)
+        logger.info("study %s: trial 1 is the search space's defaults %s", self.name, fixed)
 
     def counts(self) -> dict[TrialState, int]:
         counts = {state: 0 for state in TrialState}
