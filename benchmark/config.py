@@ -40,7 +40,11 @@ class Protocol:
     rrc_scale: tuple[float, float] = (0.16, 1.0)
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
-    freeze_batchnorm: bool = True
+    # BatchNorm during training (benchmark.models.embedder.BATCHNORM_MODES): frozen_stats = running statistics frozen,
+    # affine weights trained, as pytorch-metric-learning's freeze_trunk_batchnorm did for MLRC.
+    batchnorm: str = "frozen_stats"
+    # Numeric precision of the forward passes (benchmark.models.precision): fp32 as MLRC; bf16/fp16 autocast.
+    precision: str = "fp32"
     # How training batches are drawn (benchmark.data.samplers): MLRC's m images per class, or fixed
     # class representatives with hard-class mining.
     batch_sampler: str = DEFAULT_BATCH_SAMPLER
@@ -68,7 +72,7 @@ _PRESETS = {
         patience=4,
         rrc_scale=(0.5, 1.0),
         # The small CNN trains from scratch: its BatchNorm statistics must adapt.
-        freeze_batchnorm=False,
+        batchnorm="train",
     ),
 }
 
@@ -95,6 +99,8 @@ def check_same_protocol(stored: dict, protocol: Protocol, study: str) -> None:
     """Refuse to add to a study created under other protocol settings (e.g. another ``--set``): its trials would not
     be comparable. A setting the stored dict lacks (written by an older version) counts as its default."""
     current = json.loads(json.dumps(protocol.to_dict()))  # tuples -> lists, as the stored JSON has them
+    if "freeze_batchnorm" in stored and "batchnorm" not in stored:  # written before batchnorm had three modes
+        stored = {**stored, "batchnorm": "frozen_all" if stored["freeze_batchnorm"] else "train"}
     changed = []
     for field in fields(Protocol):
         before = stored.get(field.name, None if field.default is MISSING else json.loads(json.dumps(field.default)))
@@ -107,8 +113,15 @@ def check_same_protocol(stored: dict, protocol: Protocol, study: str) -> None:
 
 def _validate(protocol: Protocol) -> None:
     from benchmark.data.samplers import BATCH_SAMPLERS
+    from benchmark.models.embedder import BATCHNORM_MODES
+    from benchmark.models.precision import PRECISIONS
     from benchmark.models.trunks import TRUNKS
 
+    if protocol.batchnorm not in BATCHNORM_MODES:
+        raise UserError(f"unknown batchnorm setting {protocol.batchnorm!r}; expected one of: "
+                        f"{', '.join(BATCHNORM_MODES)}")
+    if protocol.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {protocol.precision!r}; expected one of: {', '.join(PRECISIONS)}")
     if protocol.trunk not in TRUNKS:
         raise UserError(f"unknown trunk {protocol.trunk!r}; expected one of: {', '.join(TRUNKS)}")
     if protocol.batch_sampler not in BATCH_SAMPLERS:

@@ -111,3 +111,55 @@ def test_the_sampler_used_is_stored_with_the_study_and_shown(tiny_env, tiny_data
     assert study.user_attrs["samplers"] == ["gp"]
     board = leaderboard(collect(url, url))
     assert board["sampler"].tolist() == ["gp"]
+
+
+# -- 5. batch norm as MLRC trained it -----------------------------------------------------------------------
+def test_mlrc_preset_trains_batchnorm_weights_with_frozen_statistics():
+    """PML's freeze_trunk_batchnorm only puts BatchNorm in eval mode: running statistics frozen, affine weights in
+    the trunk optimizer (trained, weight-decayed)."""
+    from torch import nn
+
+    from benchmark.models import build_model
+
+    assert protocol_for("mlrc", "cub200").batchnorm == "frozen_stats"
+    torch.manual_seed(0)
+    model = build_model(protocol_for("quick", "cub200", batchnorm="frozen_stats"), weights="none").train()
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [(bn.running_mean.clone(), bn.weight.detach().clone()) for bn in layers]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert all(id(bn.weight) in trainable and id(bn.bias) in trainable for bn in layers)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.rand(8, 3, 32, 32)).pow(2).sum().backward()
+    optimizer.step()
+    for bn, (mean, weight) in zip(layers, before):
+        assert not bn.training and torch.equal(bn.running_mean, mean)
+        assert not torch.equal(bn.weight, weight)
+
+
+# -- 6. precision is a protocol setting ---------------------------------------------------------------------
+def test_mlrc_is_fp32_and_autocast_only_when_precision_says_so(tiny_env, tiny_data_root):
+    from benchmark.models.precision import autocast, grad_scaler
+
+    assert protocol_for("mlrc", "cub200").precision == "fp32"
+    linear = torch.nn.Linear(4, 4)
+    with autocast("fp32", torch.device("cuda")):  # no autocast region on CUDA either
+        assert not torch.is_autocast_enabled("cuda")
+    with autocast("bf16", torch.device("cpu")):
+        assert linear(torch.rand(2, 4)).dtype == torch.bfloat16
+    assert not grad_scaler("fp32", torch.device("cpu")).is_enabled()
+    assert not grad_scaler("bf16", torch.device("cpu")).is_enabled()
+
+    dtypes = []
+    experiment = make_experiment(tiny_data_root, precision="bf16", max_epochs=1, save_interval=1)
+    trainer = experiment.trainer(experiment.search_space.defaults())
+    original = trainer.build_model
+
+    def build_model():
+        model = original()
+        model.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        return model
+
+    trainer.build_model = build_model
+    data = fold_data(experiment.fold_run.paths, experiment.fold_run.labels, experiment.splits, 0)
+    result = trainer.train(data, 0)
+    assert result.status == "ok" and set(dtypes) == {torch.bfloat16}

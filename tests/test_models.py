@@ -149,7 +149,7 @@ def batchnorm_layers(model):
 
 def test_frozen_batchnorm_survives_train():
     torch.manual_seed(3)
-    model = build_model(protocol_for("quick", "cub200", freeze_batchnorm=True), weights="none")
+    model = build_model(protocol_for("quick", "cub200", batchnorm="frozen_all"), weights="none")
     x = torch.rand(8, 3, 32, 32)
     model.eval()
     with torch.no_grad():

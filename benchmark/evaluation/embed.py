@@ -1,4 +1,4 @@
-"""Embedding a data set with a model: eval mode, no gradients, mixed precision on CUDA only."""
+"""Embedding a data set with a model: eval mode, no gradients, in the protocol's precision."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import numpy as np
 import torch
 
 from benchmark.evaluation.knn import l2_normalize
+from benchmark.models.precision import autocast
 
 __all__ = ["compute_embeddings", "concatenate_normalized", "l2_normalize"]
 
 
 @torch.no_grad()
-def compute_embeddings(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def compute_embeddings(model: torch.nn.Module, loader, device: torch.device,
+                       precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """``(embeddings float32 [N, D], labels int64 [N])`` for every batch ``(images, labels, ...)`` of ``loader``.
 
     The embeddings are returned as the model outputs them, not normalised. The model's train/eval mode is
-    restored afterwards.
+    restored afterwards. ``precision`` (``Protocol.precision``): autocast for bf16/fp16 only.
     """
+
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -24,7 +27,7 @@ def compute_embeddings(model: torch.nn.Module, loader, device: torch.device) -> 
     try:
         for batch in loader:
             images, batch_labels = batch[0], batch[1]
-            with torch.autocast(device_type="cuda", enabled=device.type == "cuda"):
+            with autocast(precision, device):
                 output = model(images.to(device, non_blocking=True))
             embeddings.append(output.float().cpu())
             labels.append(torch.as_tensor(batch_labels).reshape(-1).cpu())

@@ -67,7 +67,7 @@ def _compare(protocol_name: str, steps: int, repeats: int, seed: int, overrides:
     torch.manual_seed(seed)
     ours_model, bundle = trainer.build(classes)
     optimizers = trainer._optimizers(ours_model, bundle)
-    scaler = torch.amp.GradScaler("cuda", enabled=trainer.use_amp)
+    scaler = trainer.grad_scaler()
 
     torch.manual_seed(seed)
     bare_model = build_model(protocol, weights="none")

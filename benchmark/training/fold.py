@@ -29,6 +29,7 @@ from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
+from benchmark.models.precision import autocast, grad_scaler
 from benchmark.training.scale_schedules import build_schedule
 from benchmark.training.seeding import seed_everything
 
@@ -107,7 +108,6 @@ class FoldTrainer:
         self.weights = weights
         self.num_workers = num_workers if num_workers is not None else _default_workers(device)
         self.on_epoch = on_epoch
-        self.use_amp = device.type == "cuda"
 
     # -- building blocks -------------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
@@ -121,6 +121,9 @@ class FoldTrainer:
         bundle = build_loss(self.loss_name, self.params, num_classes, self.protocol.embedding_size)
         bundle.to(self.device)
         return model, bundle
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return grad_scaler(self.protocol.precision, self.device)
 
     def _optimizers(self, model: torch.nn.Module, bundle: LossBundle) -> list[torch.optim.Optimizer]:
         p = self.protocol
@@ -164,7 +167,7 @@ class FoldTrainer:
         """P@1, R-Precision and MAP@R of the validation classes. No Recall@K: early stopping and tuning read MAP@R
         only, and Recall@K's large cut-offs (SOP's 1000) would search ~10x the neighbours MAP@R needs (k = the
         largest class size); Recall@K is a test-phase metric."""
-        embeddings, labels = compute_embeddings(model, loader, self.device)
+        embeddings, labels = compute_embeddings(model, loader, self.device, self.protocol.precision)
         return retrieval_metrics(embeddings, labels, recall_at=())
 
     # -- the fold --------------------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ class FoldTrainer:
         schedule = build_schedule(self.params, bundle)
         schedule.start(bundle, data.num_train_classes)
         optimizers = self._optimizers(model, bundle)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        scaler = self.grad_scaler()
         batches = self._batch_sampler(data, seed)
         train_loader = self._train_loader(data, batches, seed)
         val_loader = self.eval_loader(data.val_paths, data.val_labels)
@@ -254,7 +257,7 @@ class FoldTrainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            with autocast(self.protocol.precision, self.device):
                 embeddings = model(images)
             loss = bundle.compute(embeddings, labels)
             scaler.scale(loss).backward()

@@ -138,7 +138,7 @@ def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, r
 
         def embed(indices, model=model):
             loader = trainer.eval_loader([test_set.paths[i] for i in indices], test_set.labels[indices])
-            embeddings, _ = compute_embeddings(model, loader, trainer.device)
+            embeddings, _ = compute_embeddings(model, loader, trainer.device, trainer.protocol.precision)
             return embeddings
 
         per_model.append((embed(test_set.query),
