@@ -10,6 +10,7 @@ Two presets:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from benchmark.errors import UserError
@@ -111,12 +112,72 @@ def check_same_protocol(stored: dict, protocol: Protocol, study: str) -> None:
                         "same --protocol/--set/--batch-sampler, or another --storage")
 
 
+# Every setting's domain, checked once for presets, --set values and programmatic overrides alike: (check, what is
+# expected). A field not listed gets its type's default below, so a setting added later is checked too.
+_MAX_INT = 2**31 - 1
+MLRC_FOLDS = 4  # the class-disjoint folds every split scheme makes; a protocol may train the first num_folds of them
+_DOMAINS = {
+    "m_per_class": (lambda v: 1 <= v <= _MAX_INT, "an integer >= 1 (images per class in a batch)"),
+    "num_folds": (lambda v: 1 <= v <= MLRC_FOLDS, f"an integer from 1 to {MLRC_FOLDS} (the splits have "
+                                                  f"{MLRC_FOLDS} folds)"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "hflip": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "rrc_scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1,
+                  "two numbers low,high with 0 < low <= high <= 1 (the crop's share of the image area)"),
+    "rrc_ratio": (lambda v: len(v) == 2 and all(math.isfinite(x) for x in v) and 0 < v[0] <= v[1],
+                  "two finite numbers low,high with 0 < low <= high (the crop's aspect ratios)"),
+}
+_TYPE_DOMAINS = {
+    "int": (lambda v: 1 <= v <= _MAX_INT, f"an integer from 1 to {_MAX_INT}"),
+    "float": (math.isfinite, "a finite number"),
+    "bool": (lambda v: True, "true or false"),
+    "str": (bool, "a non-empty name"),
+    "tuple": (lambda v: all(math.isfinite(x) for x in v), "comma-separated finite numbers"),
+}
+_IS_TYPE = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "tuple": lambda v: isinstance(v, (tuple, list)) and all(_IS_TYPE["float"](x) for x in v),
+}
+
+
+def _kind(field) -> str:
+    """int, float, bool, str or tuple (the field's annotation is a string under postponed evaluation)."""
+    return "tuple" if str(field.type).startswith("tuple") else str(field.type)
+
+
+def parse_setting(key: str, text: str):
+    """A ``--set key=text`` value typed like the Protocol field ``key`` (its domain is checked by protocol_for)."""
+    kind = _kind(Protocol.__dataclass_fields__[key])
+    try:
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if kind == "tuple":
+            return tuple(float(part) for part in text.split(","))
+        return {"int": int, "float": float, "str": str}[kind](text)
+    except ValueError:
+        expected = _DOMAINS.get(key, _TYPE_DOMAINS[kind])[1]
+        raise UserError(f"protocol setting {key}={text!r} is not valid; expected {expected}") from None
+
+
 def _validate(protocol: Protocol) -> None:
     from benchmark.data.samplers import BATCH_SAMPLERS
     from benchmark.models.embedder import BATCHNORM_MODES
     from benchmark.models.precision import PRECISIONS
     from benchmark.models.trunks import TRUNKS
 
+    for field in fields(Protocol):
+        value, kind = getattr(protocol, field.name), _kind(field)
+        check, expected = _DOMAINS.get(field.name, _TYPE_DOMAINS[kind])
+        if not _IS_TYPE[kind](value) or not check(value):
+            shown = ",".join(f"{x:g}" for x in value) if kind == "tuple" and _IS_TYPE[kind](value) else value
+            raise UserError(f"protocol setting {field.name}={shown} is out of range; expected {expected}")
     if protocol.batchnorm not in BATCHNORM_MODES:
         raise UserError(f"unknown batchnorm setting {protocol.batchnorm!r}; expected one of: "
                         f"{', '.join(BATCHNORM_MODES)}")
@@ -131,9 +192,5 @@ def _validate(protocol: Protocol) -> None:
         raise UserError(
             f"batch size {protocol.batch_size} is not a multiple of m_per_class {protocol.m_per_class}"
         )
-    for field in ("resize", "crop", "embedding_size", "batch_size", "iterations_per_epoch", "max_epochs",
-                  "save_interval", "patience"):
-        if getattr(protocol, field) <= 0:
-            raise UserError(f"protocol setting {field} must be positive, got {getattr(protocol, field)}")
     if protocol.crop > protocol.resize:
         raise UserError(f"crop {protocol.crop} is larger than the resized short side {protocol.resize}")

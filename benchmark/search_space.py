@@ -32,6 +32,9 @@ _FILE_KEYS = {"loss", "pml_class", "description", "source", "params", "dataset_o
 _PARAM_KEYS = {"type", "low", "high", "log", "choices", "default", "domain", "tune", "unit", "description"}
 # What a dataset may change: the range and whether the parameter is searched at all (MLRC left some fixed).
 _OVERRIDE_KEYS = {"low", "high", "log", "choices", "tune"}
+# Integer parameters become tensor sizes or loop counts: beyond int32 they overflow in torch, long before any use.
+MAX_INT = 2**31 - 1
+_SCALARS = (str, int, float, bool)
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
 
@@ -114,8 +117,8 @@ class ParamSpec:
         if not math.isfinite(value):
             raise UserError(f"{self.name}={text!r}: expected a finite number")
         if self.type == "int":
-            if not value.is_integer():
-                raise UserError(f"{self.name}={text!r}: expected an integer")
+            if not value.is_integer() or abs(value) > MAX_INT:
+                raise UserError(f"{self.name}={text!r}: expected an integer of at most {MAX_INT} in magnitude")
             value = int(value)
         if value not in self.domain:
             unit = f" {self.unit}" if self.unit else ""
@@ -248,11 +251,17 @@ class _SpaceFile:
     def __init__(self, path: Path):
         self.path = path
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except OSError as error:
+            raise UserError(f"cannot read the search space {path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: not UTF-8 text (byte {error.start}); expected a UTF-8 YAML file") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
             raise UserError(f"{path}: malformed YAML{where}: {getattr(error, 'problem', error)}") from None
+        except RecursionError:
+            raise UserError(f"{path}: YAML nested too deeply; expected the flat layout of search_spaces/*.yaml") from None
         if not isinstance(data, dict):
             self._fail("expected a mapping with 'source' and 'params'")
         self._no_unknown_keys(data, _FILE_KEYS, "")
@@ -294,7 +303,19 @@ class _SpaceFile:
     def _mapping(self, value, where: str) -> dict:
         if not isinstance(value, dict):
             self._fail(f"{where}: expected a mapping, got {type(value).__name__}")
+        odd = [key for key in value if not isinstance(key, str)]
+        if odd:
+            self._fail(f"{where}: key {odd[0]!r} is not a name; expected text keys")
         return value
+
+    def _choices(self, choices, where: str) -> tuple:
+        # Optuna stores only None, bool, int, float and str choices; a list or mapping would fail mid-study.
+        if not isinstance(choices, list) or not choices:
+            self._fail(f"{where}: choices must be a non-empty list")
+        odd = [c for c in choices if not isinstance(c, _SCALARS)]
+        if odd:
+            self._fail(f"{where}: choice {odd[0]!r} is not a single value; expected text, numbers or true/false")
+        return tuple(choices)
 
     def _param(self, name: str, spec) -> ParamSpec:
         where = f"params.{name}"
@@ -319,10 +340,7 @@ class _SpaceFile:
             stray = sorted({"low", "high", "log", "domain"} & set(spec))
             if stray:
                 self._fail(f"{where}: a categorical parameter takes 'choices', not {', '.join(stray)}")
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                self._fail(f"{where}: choices must be a non-empty list")
-            param = ParamSpec(choices=tuple(choices), default=spec["default"], **common)
+            param = ParamSpec(choices=self._choices(spec.get("choices"), where), default=spec["default"], **common)
         else:
             if "choices" in spec:
                 self._fail(f"{where}: only categorical parameters take 'choices'")
@@ -357,11 +375,13 @@ class _SpaceFile:
             number = float(value)
         except (TypeError, ValueError):
             self._fail(f"{where}: expected a number, got {value!r}")
+        except OverflowError:  # an integer beyond any float
+            self._fail(f"{where}: expected a finite number, got {str(value)[:40]}...")
         if not math.isfinite(number):
             self._fail(f"{where}: expected a finite number, got {value!r}")
         if kind == "int":
-            if not number.is_integer():
-                self._fail(f"{where}: expected an integer, got {value!r}")
+            if not number.is_integer() or abs(number) > MAX_INT:
+                self._fail(f"{where}: expected an integer of at most {MAX_INT} in magnitude, got {value!r}")
             return int(number)
         return number
 
@@ -407,9 +427,7 @@ class _SpaceFile:
                         self._fail(f"{where}: {key} must be true or false, got {change[key]!r}")
                     updates[key] = change[key]
             if "choices" in change:
-                if not isinstance(change["choices"], list) or not change["choices"]:
-                    self._fail(f"{where}: choices must be a non-empty list")
-                updates["choices"] = tuple(change["choices"])
+                updates["choices"] = self._choices(change["choices"], where)
             params[name] = replace(base, **updates)
             self._check_range(params[name], where)
         return params

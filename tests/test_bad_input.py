@@ -43,6 +43,16 @@ CASES = {
                          "--trials", "0"], "--trials must be at least 1"),
     "db init half a study": (["db", "init", "--dataset", "synthetic"], "--dataset and --losses go together"),
     "db without action": (["db"], "required: ACTION"),
+    # Every protocol setting is typed and checked against its domain before anything is read or written.
+    **{f"set {setting}": ([*TUNE, "--set", setting], setting.split("=")[0]) for setting in (
+        "m_per_class=0", "lr=nan", "lr=inf", "lr=0", "weight_decay=-1", "rrc_scale=1", "rrc_scale=0.9,0.1",
+        "rrc_ratio=1,nan", "num_folds=5", "num_folds=0", "max_epochs=1e3", "batch_size=-32", "hflip=2",
+        "momentum=1", "embedding_size=99999999999", "freeze_batchnorm=maybe", "iterations_per_epoch=1.5")},
+    "seed -1": ([*TUNE, "--seed", "-1"], "--seed must be an integer from 0"),
+    "seed too large": ([*TUNE, "--seed", str(2**32)], "--seed"),
+    "fastap num_bins overflow": ([*RUN[:2], "fastap", *RUN[3:], "--param", "num_bins=1e23"], "num_bins"),
+    "fastap num_bins too many": ([*RUN[:2], "fastap", *RUN[3:], "--param", "num_bins=50000"], "num_bins"),
+    "bad port": ([*TUNE, "--storage", "postgresql://u:pw@127.0.0.1:port/db"], "not a database URL"),
     "db init unknown batch sampler": (["db", "init", "--dataset", "synthetic", "--losses", "proxy_anchor",
                                        "--batch-sampler", "nope"], "unknown batch sampler 'nope'"),
 }
@@ -79,6 +89,28 @@ def test_malformed_search_space_yaml(tiny_env, tmp_path, monkeypatch, capsys):
     code = main(TUNE)
     check_one_error(code, capsys.readouterr().err, "proxy_anchor.yaml")
     assert files_under(work) == set()
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"source: x\nparams: {a: {type: float, low: 0, high: 1, default: 0.5}}\n# caf\xe9\n", "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "proxy_anchor.yaml"),
+    (b"source: x\nparams:\n  c: {type: categorical, choices: [[1, 2], [3]], default: [1, 2]}\n", "choice [1, 2]"),
+    (b"source: x\nparams:\n  c: {type: categorical, choices: [{a: 1}], default: {a: 1}}\n", "choice {'a': 1}"),
+    (b"source: x\nparams:\n  n: {type: int, low: 1, high: 2, default: 1e400}\n", "finite"),
+    (b"source: x\nparams:\n  n: {type: int, low: 1, high: 99999999999999, default: 1}\n", "at most"),
+    (b"source: x\nparams:\n  1: {type: int, low: 1, high: 2, default: 1}\n", "key 1 is not a name"),
+], ids=["non-utf8", "deep nesting", "list choices", "map choices", "overflow", "huge int", "numeric name"])
+def test_hostile_search_space_yaml(content, expected, tiny_env, tmp_path, monkeypatch, capsys):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "proxy_anchor.yaml").write_bytes(content)
+    monkeypatch.setenv("BENCHMARK_SEARCH_SPACES", str(spaces))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(TUNE)
+    check_one_error(code, capsys.readouterr().err, expected)
+    assert files_under(work) == set() and (spaces / "proxy_anchor.yaml").read_bytes() == content
 
 
 def test_corrupt_image_is_reported_by_verify(tiny_env, tiny_data_root, tmp_path, monkeypatch, capsys):

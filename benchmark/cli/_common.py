@@ -9,6 +9,9 @@ from platformdirs import user_cache_dir
 
 from benchmark.errors import UserError, did_you_mean
 
+MAX_SEED = 2**32 - 1
+
+
 def default_data_root() -> Path:
     """``$BENCHMARK_DATA_ROOT``, else the user cache directory (e.g. ~/.cache/benchmark/data)."""
     env = os.environ.get("BENCHMARK_DATA_ROOT")
@@ -88,6 +91,8 @@ def experiment_from_args(args):
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
 
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be an integer from 0 to {MAX_SEED} (numpy's seed range), got {args.seed}")
     load_loss_modules(args)
     overrides = parse_protocol_overrides(args.protocol_overrides)
     if args.batch_sampler is not None:
@@ -180,26 +185,17 @@ def treat_sigterm_as_interrupt() -> None:
 
 
 def parse_protocol_overrides(pairs: list[str] | None) -> dict:
-    """``["max_epochs=3"]`` -> ``{"max_epochs": 3}``, typed like the Protocol field it sets."""
+    """``["max_epochs=3"]`` -> ``{"max_epochs": 3}``, typed like the Protocol field it sets (protocol_for checks the
+    values' domains)."""
     from dataclasses import fields
 
-    from benchmark.config import Protocol
+    from benchmark.config import Protocol, parse_setting
 
-    types = {f.name: f.type for f in fields(Protocol)}
+    names = {f.name for f in fields(Protocol)} - {"name"}
     overrides = {}
     for key, text in parse_params(pairs).items():
-        if key not in types or key == "name":
-            raise UserError(f"unknown protocol setting {key!r}{did_you_mean(key, set(types) - {'name'})}; expected one of: {', '.join(sorted(set(types) - {'name'}))}")
-        kind = types[key]
-        try:
-            if kind == "bool":
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                overrides[key] = text.lower() in ("true", "1")
-            elif kind.startswith("tuple"):
-                overrides[key] = tuple(float(part) for part in text.split(","))
-            else:
-                overrides[key] = {"int": int, "float": float, "str": str}[kind](text)
-        except ValueError:
-            raise UserError(f"protocol setting {key}={text!r} is not a valid {kind}") from None
+        if key not in names:
+            raise UserError(f"unknown protocol setting {key!r}{did_you_mean(key, names)}; expected one of: "
+                            f"{', '.join(sorted(names))}")
+        overrides[key] = parse_setting(key, text)
     return overrides
