@@ -52,7 +52,7 @@ def test_sweep_trains_each_grid_point_once_and_reports_a_heatmap(tiny_env, tmp_p
     for trial in trials:
         folds = trial.user_attrs["folds"]
         assert sorted(folds) == ["0", "1", "2", "3"]
-        assert trial.value == pytest.approx(np.mean([f["map_at_r"] for f in folds.values()]))
+        assert trial.value == pytest.approx(np.mean([f["mean_average_precision_at_r"] for f in folds.values()]))
     # The terminal table: one line per point with its mean validation MAP@R.
     for trial in trials:
         assert re.search(rf"^\s*{trial.params['alpha']:g}\.0\s+{trial.params['margin']:g}\S*\s+{trial.number}\s+4\s+"
@@ -143,7 +143,8 @@ def test_the_same_grid_written_differently_is_the_same_study():
 
 
 def _one_parameter_sweep(folds_by_la: dict[float, list[float]]) -> optuna.Study:
-    """An in-memory soft_triple sweep over la = 10, 20, 30 whose trials carry the given per-fold MAP@R."""
+    """An in-memory soft_triple sweep over la = 10, 20, 30 whose trials carry the given per-fold MAP@R, spelt
+    ``map_at_r`` as studies written before the metric table were: they still read."""
     study = optuna.create_study(direction="maximize")
     study.set_user_attr(SWEEP_ATTR, Grid({"la": (10.0, 20.0, 30.0)}, {}).to_attr())
     for la, values in folds_by_la.items():

@@ -48,7 +48,7 @@ def test_tune_then_test_end_to_end(tiny_env, tmp_path):
         # The objective is the mean of the 4 folds' validation MAP@R, each reported as it finished.
         folds = trial.user_attrs["folds"]
         assert sorted(folds) == ["0", "1", "2", "3"]
-        assert trial.value == pytest.approx(np.mean([f["map_at_r"] for f in folds.values()]))
+        assert trial.value == pytest.approx(np.mean([f["mean_average_precision_at_r"] for f in folds.values()]))
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
 
     again = run_benchmark(tune_args(3), tiny_env, tmp_path)

@@ -65,7 +65,9 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        for name in ("precision_at_1", "r_precision", "mean_average_precision_at_r"):
+        from benchmark.evaluation.registry import METRICS
+
+        for name in METRICS:
             print(f"{name:<28} {metrics[name]:.4f}")
         for k, value in metrics["recall_at_k"].items():
             print(f"{f'recall_at_{k}':<28} {value:.4f}")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from benchmark.cli import _common
 from benchmark.errors import UserError
-
-_SHOWN = (("precision_at_1", "P@1"), ("r_precision", "R-Precision"), ("mean_average_precision_at_r", "MAP@R"))
+from benchmark.evaluation.registry import METRICS, MODES
 
 
 def register(subparsers) -> None:
@@ -36,11 +35,11 @@ def _test(args) -> int:
     summary = run_test(experiment, storage, results, args.reproductions, args.seed, fixed=fixed)
     shown = f" {fixed}" if fixed else ""
     print(f"{args.loss}{shown} on {args.dataset} ({experiment.protocol.label}): test classes, mean [95% CI]")
-    for mode in ("separated_128", "concatenated_512"):
+    for mode in MODES:
         rows = summary[summary["mode"] == mode].set_index("metric")
         cells = []
-        for metric, label in _SHOWN:
-            row = rows.loc[metric]
-            cells.append(f"{label} {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+        for metric in METRICS.values():
+            row = rows.loc[metric.key]
+            cells.append(f"{metric.label} {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
         print(f"  {mode:<17} n={int(rows['n'].iloc[0])}  " + "  ".join(cells))
     return 0

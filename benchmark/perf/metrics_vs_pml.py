@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
+from benchmark.evaluation.registry import METRICS
+
 IMPLEMENTATIONS = ("ours", "pml", "knn")
-METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
 
 def embeddings(n: int, classes: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +76,7 @@ def measure(which: str, n: int, classes: int, dim: int) -> dict:
         import torch
         from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-        calculator = AccuracyCalculator(include=METRICS, k="max_bin_count", device=torch.device("cpu"))
+        calculator = AccuracyCalculator(include=tuple(METRICS), k="max_bin_count", device=torch.device("cpu"))
 
         def run():
             return calculator.get_accuracy(x, labels)

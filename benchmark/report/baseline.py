@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.evaluation.registry import METRICS
 from benchmark.report.io import write_atomically
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ RUN_SETTINGS = {
     "device": "cpu",
     "weights": "none",
 }
-RUN_METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, Value]:
         results = run_folds(experiment.trainer(params), experiment.fold_run, seed=settings["seed"],
                             folds=settings["folds"])
     values = {}
-    for metric in RUN_METRICS:
+    for metric in METRICS:
         scores = [float(r.best_metrics[metric]) for r in results]
         values[f"val/{metric}"] = Value(sum(scores) / len(scores))
         for r in results:

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from benchmark.config import DEFAULT_BATCH_SAMPLER
 from benchmark.errors import UserError
+from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.redaction import redact_url
 from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
 from benchmark.tuning.storage import open_storage
@@ -25,10 +26,6 @@ from benchmark.tuning.sweep import SWEEP_ATTR
 
 logger = logging.getLogger(__name__)
 
-MODES = ("separated_128", "concatenated_512")
-METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
-MODE_LABELS = {"separated_128": "separated-128", "concatenated_512": "concatenated-512"}
-METRIC_LABELS = {"precision_at_1": "P@1", "r_precision": "R-Precision", "mean_average_precision_at_r": "MAP@R"}
 # MLRC searched 50 trials per loss and dataset; a study that does not record its own total is measured against it.
 MLRC_TRIAL_BUDGET = 50
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"

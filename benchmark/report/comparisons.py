@@ -14,12 +14,12 @@ from typing import Callable
 import pandas as pd
 import plotly.graph_objects as go
 
-from benchmark.report.collect import METRIC_LABELS, MODE_LABELS, configuration
+from benchmark.evaluation.registry import MODES, OBJECTIVE, metric_label
+from benchmark.report.collect import configuration
 
-_SHOWN = (("separated_128", "mean_average_precision_at_r"), ("separated_128", "precision_at_1"),
-          ("concatenated_512", "mean_average_precision_at_r"), ("concatenated_512", "precision_at_1"))
+_SHOWN = tuple((mode, metric) for mode in MODES for metric in (OBJECTIVE, "precision_at_1"))
 # The figure keeps to MAP@R, MLRC's headline metric: four intervals per row would hide each other.
-_PLOTTED = (("separated_128", "mean_average_precision_at_r"), ("concatenated_512", "mean_average_precision_at_r"))
+_PLOTTED = tuple((mode, OBJECTIVE) for mode in MODES)
 
 
 def comparison_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def comparisons_section(summary: pd.DataFrame, embed: Callable[[go.Figure, str],
 
 
 def _table(group: pd.DataFrame) -> str:
-    head = ["configuration", "n"] + [f"{MODE_LABELS[m]} {METRIC_LABELS[k]}" for m, k in _SHOWN]
+    head = ["configuration", "n"] + [f"{MODES[m]} {metric_label(k)}" for m, k in _SHOWN]
     rows = []
     for name, rows_of in group.groupby("configuration", sort=True):
         by = rows_of.set_index(["mode", "metric"])
@@ -78,7 +78,7 @@ def _figure(group: pd.DataFrame) -> go.Figure:
     for mode, metric in _PLOTTED:
         rows = group[(group["mode"] == mode) & (group["metric"] == metric)].sort_values("configuration")
         figure.add_trace(go.Scatter(
-            x=rows["mean"], y=rows["configuration"], mode="markers", name=f"{MODE_LABELS[mode]} {METRIC_LABELS[metric]}",
+            x=rows["mean"], y=rows["configuration"], mode="markers", name=f"{MODES[mode]} {metric_label(metric)}",
             error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                      "arrayminus": rows["mean"] - rows["ci_low"]},
         ))

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from benchmark.report.collect import METRIC_LABELS, METRICS, MODE_LABELS, MODES
+from benchmark.evaluation.registry import METRICS, MODES
 
 COLUMNS = [(mode, metric) for mode in MODES for metric in METRICS]
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -51,7 +51,7 @@ def reference(row) -> str:
 
 
 def header_labels() -> list[str]:
-    return [f"{MODE_LABELS[mode]} {METRIC_LABELS[metric]}" for mode, metric in COLUMNS]
+    return [f"{MODES[mode]} {METRICS[metric].label}" for mode, metric in COLUMNS]
 
 
 def to_markdown(board: pd.DataFrame) -> str:

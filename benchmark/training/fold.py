@@ -26,6 +26,7 @@ from benchmark.data.splits import Splits
 from benchmark.data.transforms import eval_transform, train_transform
 from benchmark.evaluation.embed import compute_embeddings
 from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
@@ -275,7 +276,7 @@ class FoldTrainer:
             logger.info(
                 "fold %d epoch %d: loss %s, val MAP@R %.4f (best %.4f at epoch %d)",
                 fold, row["epoch"], "-" if row["loss"] is None else f"{row['loss']:.4f}",
-                row["val_map_at_r"], best["mean_average_precision_at_r"], best_epoch,
+                row["val_map_at_r"], best[OBJECTIVE], best_epoch,
             )
         else:
             logger.debug("fold %d epoch %d: loss %.4f", fold, row["epoch"], row["loss"])
@@ -299,7 +300,7 @@ class _FoldProgress:
         """Keep ``metrics`` (and a snapshot) when they beat the best so far; epoch 0 is the untrained model."""
         if self.best_metrics is None:
             self.untrained_metrics = metrics
-        elif metrics["mean_average_precision_at_r"] <= self.best_metrics["mean_average_precision_at_r"]:
+        elif metrics[OBJECTIVE] <= self.best_metrics[OBJECTIVE]:
             return
         self.best_metrics, self.best_epoch, self.best_state = metrics, epoch, snapshot()
 

@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from benchmark.data.splits import Splits
+from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.training.fold import FoldResult, FoldTrainer, fold_data
 from benchmark.training.seeding import derive_seed
 
@@ -48,4 +49,4 @@ def run_folds(
 
 
 def mean_validation_map_at_r(results: list[FoldResult]) -> float:
-    return float(np.mean([r.best_metrics["mean_average_precision_at_r"] for r in results]))
+    return float(np.mean([r.best_metrics[OBJECTIVE] for r in results]))

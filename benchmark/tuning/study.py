@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
+from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
 from benchmark.search_space import check_same_code
@@ -263,7 +264,7 @@ class Tuner:
             params=params, config=_config(e, self.sampler_name), seed=trial_seed, split_hash=e.splits.hash,
             provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
         )
-        done = {int(k): v for k, v in inherited.items()}
+        done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
 
         def on_fold_done(result: FoldResult) -> None:
             self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
@@ -284,22 +285,21 @@ class Tuner:
         except BaseException:
             self.results.finish_run(run_id, "failed")
             raise
-        value = sum(d["map_at_r"] for d in done.values()) / len(done)
+        value = sum(d[OBJECTIVE] for d in done.values()) / len(done)
         self.results.finish_run(run_id, "complete", objective=value)
         logger.info("trial %d: mean validation MAP@R %.4f", trial.number, value)
         return value
 
     def _report(self, trial: optuna.Trial, done: dict) -> None:
-        running_mean = sum(d["map_at_r"] for d in done.values()) / len(done)
+        running_mean = sum(d[OBJECTIVE] for d in done.values()) / len(done)
         trial.report(running_mean, step=len(done))
         if len(done) < self.experiment.protocol.num_folds and trial.should_prune():
             raise optuna.TrialPruned()
 
 
 def _fold_summary(result: FoldResult) -> dict:
-    m = result.best_metrics
-    return {"map_at_r": m["mean_average_precision_at_r"], "r_precision": m["r_precision"],
-            "precision_at_1": m["precision_at_1"], "best_epoch": result.best_epoch, "status": result.status}
+    return {**{key: result.best_metrics[key] for key in METRICS}, "best_epoch": result.best_epoch,
+            "status": result.status}
 
 
 def _config(e: Experiment, sampler: str) -> dict:

@@ -24,6 +24,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from benchmark.errors import UserError
+from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.search_space import SearchSpace
 from benchmark.tuning.storage import retry_callback
 
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SWEEP_ATTR = "sweep"
-# What the per-grid-point table shows: the fold summaries' keys the Tuner stores in the trial's "folds" attribute.
-FOLD_METRICS = {"map_at_r": "MAP@R", "precision_at_1": "P@1"}
+# What the per-grid-point table shows, from the fold summaries the Tuner stores in the trial's "folds" attribute.
+FOLD_METRICS = {key: METRICS[key].label for key in (OBJECTIVE, "precision_at_1")}
 
 Value = float | int | str
 
@@ -168,7 +169,8 @@ def sweep_table(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for point in grid.points():
         trial = complete.get(tuple(point.values()))
-        folds = [] if trial is None else [trial.user_attrs["folds"][k] for k in sorted(trial.user_attrs["folds"])]
+        folds = [] if trial is None else [canonical_metrics(trial.user_attrs["folds"][k])
+                                          for k in sorted(trial.user_attrs["folds"])]
         row = {**point, "trial": None if trial is None else trial.number, "folds": len(folds)}
         for metric in FOLD_METRICS:
             values = [float(f[metric]) for f in folds]

@@ -20,6 +20,7 @@ from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
 from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.search_space import SearchSpace, check_same_code
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
 from benchmark.training.device import describe_device
@@ -33,7 +34,6 @@ from benchmark.tuning.study import study_name
 
 logger = logging.getLogger(__name__)
 
-MODES = ("separated_128", "concatenated_512")
 # Reproduction seeds live in their own range so they never coincide with tuning-trial seeds.
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 
@@ -123,8 +123,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         results.record_test_metrics(run_id, name, e.dataset_name, e.loss_name, e.protocol.label, reproduction,
                                     rep_seed, metrics)
         logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
-                    metrics["separated_128"]["mean_average_precision_at_r"],
-                    metrics["concatenated_512"]["mean_average_precision_at_r"])
+                    metrics["separated_128"][OBJECTIVE], metrics["concatenated_512"][OBJECTIVE])
     summary = summarize_test_results(results_url)
     return summary[summary["study_name"] == name]
 
