@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 from PIL import Image
 
 from benchmark.config import protocol_for
 from benchmark.data.cache import DecodedImageCache, resized_size
 from benchmark.data.images import ImageSet
-from benchmark.data.transforms import eval_transform, train_transform
+from benchmark.data.transforms import eval_transform, to_model_input, train_transform
 from benchmark.errors import UserError
 from _data_helpers import write_image
 
@@ -41,8 +42,10 @@ def test_changed_file_or_size_rebuilds(tmp_path, images):
     write_image(images[0], 99, size=(60, 45))
     stat = images[0].stat()
     os.utime(images[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a distinct mtime even on coarse clocks
-    after = cache.get(images[0])
-    assert cache.decodes == 2 and not np.array_equal(before, after)
+    assert np.array_equal(cache.get(images[0]), before)  # a cache object keys each path once (per dataset)
+    fresh = DecodedImageCache(tmp_path, resize=36)  # the next experiment
+    after = fresh.get(images[0])
+    assert fresh.decodes == 1 and not np.array_equal(before, after)
     other = DecodedImageCache(tmp_path, resize=40)
     assert other.get(images[0]).shape == (40, 53, 3) and other.decodes == 1
 
@@ -75,16 +78,20 @@ def test_imageset_with_protocol_transforms_is_reproducible(tmp_path, images):
     train = ImageSet(images, [7, 8, 9], train_transform(protocol), cache)
     torch.manual_seed(0)
     x, y = train[1]
-    assert type(x) is torch.Tensor and x.dtype == torch.float32 and x.shape == (3, 32, 32)
-    assert y == 8 and 0.0 <= x.min() and x.max() <= 1.0
+    assert type(x) is torch.Tensor and x.dtype == torch.uint8 and x.shape == (3, 32, 32)  # made float on the device
+    assert y == 8
     torch.manual_seed(0)
     assert torch.equal(train[1][0], x)
     evaluation = ImageSet(images, [7, 8, 9], eval_transform(protocol), cache)
     a, b = evaluation[2][0], evaluation[2][0]
     assert torch.equal(a, b) and a.shape == (3, 32, 32)
-    # Eval = the centre 32x32 of the cached 36x48 image, scaled to [0, 1].
-    expected = torch.tensor(cache.get(images[2])[2:34, 8:40]).permute(2, 0, 1).float() / 255
-    assert torch.allclose(a, expected)
+    # Eval = the centre 32x32 of the cached 36x48 image; the model input is that scaled to [0, 1] exactly as
+    # v2.ToDtype(float32, scale=True) did in the worker before.
+    expected = torch.tensor(cache.get(images[2])[2:34, 8:40]).permute(2, 0, 1)
+    assert torch.equal(a, expected)
+    assert torch.equal(to_model_input(a, torch.device("cpu")), v2.ToDtype(torch.float32, scale=True)(expected))
+    floats = torch.rand(3, 4, 4)
+    assert to_model_input(floats, torch.device("cpu")) is floats
     batch = next(iter(torch.utils.data.DataLoader(evaluation, batch_size=3)))
     assert batch[0].shape == (3, 3, 32, 32) and batch[1].tolist() == [7, 8, 9]
 
@@ -93,3 +100,47 @@ def test_cached_image_is_rgb(tmp_path):
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(gray)
     assert DecodedImageCache(tmp_path, 36).get(gray).shape == (36, 36, 3)
+
+
+def test_key_is_computed_once_per_path(tmp_path, images, monkeypatch):
+    import benchmark.data.cache as cache_module
+
+    cache = DecodedImageCache(tmp_path, resize=36)
+    hashes = []
+    real = cache_module.hashlib.sha1
+    monkeypatch.setattr(cache_module.hashlib, "sha1", lambda data: hashes.append(data) or real(data))
+    for _ in range(3):
+        for p in images:
+            cache.get(p)
+    assert len(hashes) == len(images)  # not one stat + resolve + sha1 per access
+
+
+def test_workers_share_the_disk_copy_instead_of_keeping_their_own_memo(tmp_path, images, monkeypatch):
+    import benchmark.data.cache as cache_module
+
+    expected = DecodedImageCache(tmp_path, resize=36).get(images[0])  # written to disk by the main process
+    monkeypatch.setattr(cache_module, "_in_dataloader_worker", lambda: True)
+    worker = DecodedImageCache(tmp_path, resize=36)
+    array = worker.get(images[0])
+    assert isinstance(array, np.memmap) and not array.flags.writeable  # the OS page cache is the shared copy
+    assert np.array_equal(array, expected) and worker.decodes == 0 and len(worker._memo) == 0
+
+
+def test_dataloader_workers_give_the_same_batches(tmp_path, images):
+    protocol = protocol_for("quick", "synthetic")
+    cache = DecodedImageCache(tmp_path, protocol.resize)
+    evaluation = ImageSet(images, [7, 8, 9], eval_transform(protocol), cache)
+    inline = next(iter(torch.utils.data.DataLoader(evaluation, batch_size=3)))
+    workers = next(iter(torch.utils.data.DataLoader(evaluation, batch_size=3, num_workers=2)))
+    assert inline[0].dtype == torch.uint8 and torch.equal(inline[0], workers[0])
+
+
+def test_resize_on_a_miss_is_torchvisions(tmp_path):
+    from torchvision.transforms.v2 import functional as F
+
+    path = tmp_path / "big.png"
+    pixels = np.random.default_rng(0).integers(0, 256, size=(90, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    cached = DecodedImageCache(None, resize=36).get(path)
+    expected = F.resize(torch.from_numpy(pixels).permute(2, 0, 1), [36, 48], antialias=True).permute(1, 2, 0)
+    assert np.array_equal(cached, expected.numpy())

@@ -27,7 +27,10 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
     assert validation["speedup"] > 0 and validation["max_abs_metric_diff"] == 0  # same values, fewer neighbours
     assert validation["k_before"] > 0
     assert data["training_loop"]["trainer_over_bare"] > 0
-    assert data["image_pipeline"]["cached_over_uncached"] > 0
+    fold = data["fold_throughput"]
+    assert fold["trainer_over_bare_throughput"] > 0 and fold["validations"] == 2  # epoch 0 and epoch 2, both sides
+    assert all(0 <= v <= 1 for side in fold["best_val_map_at_r"].values() for v in side)
+    assert data["image_pipeline"]["cached_over_plain"] > 0 and data["image_pipeline"]["images_per_second"]["plain"] > 0
     pruning = data["pruning"]
     assert pruning["pruned_over_unpruned_folds_total"] > 0
     assert pruning["pruner"] == "median" and pruning["trials_per_study"] == data["settings"]["pruning_trials"]
@@ -38,7 +41,8 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
         assert seed["unpruned"]["trial_reaching"] >= 1 and seed["unpruned"]["best"] == seed["unpruned_best"]
     assert set(data["targets"]) == {
         "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
-        "evaluation_pml_peak_over_ours", "validation_speedup_sop_size", "training_loop_over_bare", "image_pipeline_cached_over_uncached",
+        "evaluation_pml_peak_over_ours", "validation_speedup_sop_size", "training_loop_over_bare",
+        "fold_throughput_over_bare", "image_pipeline_cached_over_plain",
         "pruning_folds_to_reach_over_unpruned",
     }
     assert all(isinstance(t["met"], bool) for t in data["targets"].values())

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--json", type=Path, default=Path("results/perf.json"),
                         help="where to write the results (default: results/perf.json)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]",
-                        help="run only these of: evaluation, validation, training_loop, image_pipeline, pruning")
+                        help="run only these of: evaluation, validation, training_loop, fold_throughput, image_pipeline, pruning")
     parser.set_defaults(func=_perf)
 
 

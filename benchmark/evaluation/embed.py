@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmark.data.transforms import to_model_input
 from benchmark.evaluation.knn import l2_normalize
 from benchmark.models.precision import autocast
 
@@ -14,7 +15,8 @@ __all__ = ["compute_embeddings", "concatenate_normalized", "l2_normalize"]
 @torch.no_grad()
 def compute_embeddings(model: torch.nn.Module, loader, device: torch.device,
                        precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """``(embeddings float32 [N, D], labels int64 [N])`` for every batch ``(images, labels, ...)`` of ``loader``.
+    """``(embeddings float32 [N, D], labels int64 [N])`` for every batch ``(images, labels, ...)`` of ``loader``
+    (uint8 images from the data path are converted on ``device``).
 
     The embeddings are returned as the model outputs them, not normalised. The model's train/eval mode is
     restored afterwards. ``precision`` (``Protocol.precision``): autocast for bf16/fp16 only.
@@ -28,7 +30,7 @@ def compute_embeddings(model: torch.nn.Module, loader, device: torch.device,
         for batch in loader:
             images, batch_labels = batch[0], batch[1]
             with autocast(precision, device):
-                output = model(images.to(device, non_blocking=True))
+                output = model(to_model_input(images, device))
             embeddings.append(output.float().cpu())
             labels.append(torch.as_tensor(batch_labels).reshape(-1).cpu())
     finally:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +38,9 @@ class Experiment:
     device: torch.device
     weights: str
     num_workers: int | None = None
+    # One decoded-image cache for every trial and fold of the experiment: a new one per trial would start with an
+    # empty memo and re-read every image from disk.
+    _cache: DecodedImageCache | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
@@ -72,7 +75,9 @@ class Experiment:
         return _RECALL_AT.get(self.dataset_name, _DEFAULT_RECALL_AT)
 
     def cache(self) -> DecodedImageCache:
-        return DecodedImageCache(self.data_root, self.protocol.resize)
+        if self._cache is None or self._cache.resize != self.protocol.resize:
+            self._cache = DecodedImageCache(self.data_root, self.protocol.resize)
+        return self._cache
 
     def trainer(self, params: dict, on_epoch: Callable[[int, dict], None] | None = None) -> FoldTrainer:
         return FoldTrainer(
