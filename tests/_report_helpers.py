@@ -39,9 +39,9 @@ def add_study(url: str, dataset: str, loss: str, trials: list[dict[str, float]],
                                   seed=number, split_hash=SPLIT_HASH, provenance=PROVENANCE, trial_number=number)
             for fold in range(2):
                 store.record_epochs(run, fold, [
-                    {"epoch": 0, "val_map_at_r": 0.1},
-                    {"epoch": 1, "loss": 1.0 - 0.1 * fold, "val_map_at_r": None},
-                    {"epoch": 2, "loss": 0.8, "val_map_at_r": value},
+                    {"epoch": 0, "val_mean_average_precision_at_r": 0.1},
+                    {"epoch": 1, "loss": 1.0 - 0.1 * fold, "val_mean_average_precision_at_r": None},
+                    {"epoch": 2, "loss": 0.8, "val_mean_average_precision_at_r": value},
                 ])
             store.finish_run(run, "complete", value)
         reproductions = len(next(iter(test_values.values()))) if test_values else 0

@@ -72,10 +72,11 @@ def test_every_write_round_trips_through_the_read_api(store, url):
     store.record_fold(run_id, 1, "nonfinite_loss", None, 1, 0.5, {})
     store.record_epochs(run_id, 0, [
         {"epoch": 1, "loss": 0.9, "lrs": {"trunk": 1e-6, "loss": np.float64(0.01)}, "scale": 20.0, "seconds": 1.0},
-        {"epoch": 2, "loss": float("nan"), "val_precision_at_1": 0.6, "val_r_precision": 0.3, "val_map_at_r": 0.2},
+        {"epoch": 2, "loss": float("nan"), "val_precision_at_1": 0.6, "val_r_precision": 0.3,
+         "val_mean_average_precision_at_r": 0.2},
     ])
     # Re-recording an epoch and a fold replaces them instead of duplicating.
-    store.record_epochs(run_id, 0, [{"epoch": 2, "loss": 0.8, "val_map_at_r": 0.25}])
+    store.record_epochs(run_id, 0, [{"epoch": 2, "loss": 0.8, "val_mean_average_precision_at_r": 0.25}])
     store.record_fold(run_id, 0, "ok", 4, 6, 12.5, {"precision_at_1": 0.61, "r_precision": 0.32,
                                                        "mean_average_precision_at_r": 0.22,
                                                        "recall_at_k": {1: 0.61, 2: 0.7}})
@@ -95,9 +96,9 @@ def test_every_write_round_trips_through_the_read_api(store, url):
 
     folds = load_fold_results(url)
     assert list(folds["fold"]) == [0, 1]
-    assert folds.iloc[0]["val_map_at_r"] == 0.22
-    assert folds.iloc[0]["val_recall_at_k"] == {"1": 0.61, "2": 0.7}
-    assert folds.iloc[1]["status"] == "nonfinite_loss" and math.isnan(folds.iloc[1]["val_map_at_r"])
+    assert folds.iloc[0]["val_mean_average_precision_at_r"] == 0.22
+    assert (folds.iloc[0]["val_recall_at_1"], folds.iloc[0]["val_recall_at_2"]) == (0.61, 0.7)
+    assert folds.iloc[1]["status"] == "nonfinite_loss" and math.isnan(folds.iloc[1]["val_mean_average_precision_at_r"])
     assert pd.isna(folds.iloc[1]["best_epoch"])
     assert set(folds["study_name"]) == {"study"} and set(folds["run_status"]) == {"complete"}
 
@@ -106,7 +107,9 @@ def test_every_write_round_trips_through_the_read_api(store, url):
     assert curves.iloc[0]["lrs"] == {"trunk": 1e-6, "loss": 0.01}
     assert curves.iloc[0]["scale"] == 20.0
     assert list(curves["train_loss"]) == [0.9, 0.8]
-    assert curves.iloc[1]["val_map_at_r"] == 0.25 and math.isnan(curves.iloc[1]["val_precision_at_1"])
+    # The re-recorded epoch 2 replaced all its scores, not only the one given again.
+    assert curves.iloc[1]["val_mean_average_precision_at_r"] == 0.25 and math.isnan(curves.iloc[1]["val_precision_at_1"])
+    assert math.isnan(curves.iloc[0]["val_mean_average_precision_at_r"])  # epoch 1 was not validated
     assert set(curves["loss"]) == {"contrastive"}
 
     tests = load_test_results(url)

@@ -49,7 +49,7 @@ def test_postgres_round_trip(pg_url):
         store.record_fold(trial, 0, "ok", 2, 3, 1.5, {"mean_average_precision_at_r": 0.25,
                                                       "recall_at_k": {1: 0.5}})
         store.record_epochs(trial, 0, [{"epoch": 1, "loss": float("nan"), "lrs": {"trunk": 1e-6}},
-                                       {"epoch": 2, "loss": 0.5, "val_map_at_r": 0.25}])
+                                       {"epoch": 2, "loss": 0.5, "val_mean_average_precision_at_r": 0.25}])
         store.finish_run(trial, "pruned", objective=0.25)
         for reproduction, base in enumerate((0.5, 0.6)):
             run_id = store.start_run("test", "pg", **RUN_IDENTITY, params={}, config={}, seed=reproduction,
@@ -70,9 +70,10 @@ def test_postgres_round_trip(pg_url):
     assert runs.iloc[0]["config"] == {"x": [1, 2]} and runs.iloc[0]["objective"] == 0.25
     assert str(runs["created_at"].dtype).endswith("UTC]")
     folds = load_fold_results(pg_url)
-    assert folds.iloc[0]["val_map_at_r"] == 0.25 and folds.iloc[0]["val_recall_at_k"] == {"1": 0.5}
+    assert folds.iloc[0]["val_mean_average_precision_at_r"] == 0.25 and folds.iloc[0]["val_recall_at_1"] == 0.5
     curves = load_epoch_curves(pg_url)
     assert curves["train_loss"].isna().tolist() == [True, False]
+    assert curves["val_mean_average_precision_at_r"].tolist()[1] == 0.25
     assert len(load_test_results(pg_url)) == 2 * 7
     summary = summarize_test_results(pg_url).set_index("metric")
     assert summary.loc["precision_at_1", "n"] == 2

@@ -127,7 +127,7 @@ def test_fold_with_linear_schedule_trains_an_extra_phase_and_records_falling_sca
     assert [row["epoch"] for row in result.curve] == [0, 1, 2, 3, 4]
     assert scales == pytest.approx([32, 32, 32, 18, 4])
     assert result.epochs_trained == 4
-    assert result.curve[-1]["val_map_at_r"] is not None  # the model at the end value is always validated
+    assert result.curve[-1]["val_mean_average_precision_at_r"] is not None  # the model at the end value is always validated
     assert [d["epoch"] for d in result.proxy_diagnostics] == [0, 1, 2, 3, 4]
     assert all(-1 <= d["mean"] <= 1 and d["pairs"] == 15 * 14 // 2 for d in result.proxy_diagnostics)
     # The untrained proxies are random: spread around 0, unlike trained ones that the loss has moved.

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
 from benchmark.errors import UserError
+from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
 from benchmark.report.perf import perf_section
 from benchmark.report.comparisons import comparisons_section
@@ -269,8 +270,8 @@ def _curves(s: StudyData, data: ReportData, figures: _Figures) -> str:
     for fold, rows in chosen.groupby("fold"):
         figure.add_trace(go.Scatter(x=rows["epoch"], y=rows["train_loss"], mode="lines+markers",
                                     name=f"fold {fold}", legendgroup=str(fold)), row=1, col=1)
-        validated = rows[rows["val_map_at_r"].notna()]
-        figure.add_trace(go.Scatter(x=validated["epoch"], y=validated["val_map_at_r"], mode="lines+markers",
+        validated = rows[rows[f"val_{OBJECTIVE}"].notna()]
+        figure.add_trace(go.Scatter(x=validated["epoch"], y=validated[f"val_{OBJECTIVE}"], mode="lines+markers",
                                     name=f"fold {fold}", legendgroup=str(fold), showlegend=False), row=1, col=2)
     figure.update_xaxes(title_text="epoch")
     return figures.embed(figure, f"Training curves per fold ({what}): {s.name}")

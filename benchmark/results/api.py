@@ -2,7 +2,9 @@
 
 Every loader takes a storage URL (the same one the study was run with). A database without the ``bm_*`` tables
 gives empty frames with the usual columns; a missing SQLite file is a UserError rather than a new empty file.
-JSON columns (params, config, provenance, lrs, val_recall_at_k) hold dicts; their keys are strings.
+JSON columns (params, config, provenance, lrs) hold dicts; their keys are strings. Fold results and epoch curves
+carry their validation scores as ``val_<metric>`` columns (``val_mean_average_precision_at_r``, ``val_recall_at_1``,
+...): one per metric of the metric table, plus any other stored.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sqlalchemy import DateTime, Float, Integer, Select, inspect, select
+from sqlalchemy import Connection, DateTime, Float, Integer, Select, inspect, select
 
-from benchmark.results.schema import EpochCurve, FoldResult, ProxyDiagnostic, Run, TestResult
+from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import make_engine, user_errors
+from benchmark.results.migrate import legacy_validation_rows
+from benchmark.results.schema import EpochCurve, FoldResult, ProxyDiagnostic, Run, TestResult, ValidationMetric
 
 SUMMARY_KEYS = ["dataset", "loss", "protocol", "study_name", "mode", "metric"]
 SUMMARY_COLUMNS = [*SUMMARY_KEYS, "n", "mean", "ci_low", "ci_high"]
@@ -66,7 +70,7 @@ def load_fold_results(storage: str) -> pd.DataFrame:
         .join(Run, Run.id == FoldResult.run_id)
         .order_by(FoldResult.run_id, FoldResult.fold)
     )
-    return _load(storage, statement)
+    return _load(storage, statement, validation=["run_id", "fold"])
 
 
 def load_epoch_curves(storage: str) -> pd.DataFrame:
@@ -82,7 +86,7 @@ def load_epoch_curves(storage: str) -> pd.DataFrame:
         .join(Run, Run.id == EpochCurve.run_id)
         .order_by(EpochCurve.run_id, EpochCurve.fold, EpochCurve.epoch)
     )
-    return _load(storage, statement)
+    return _load(storage, statement, validation=["run_id", "fold", "epoch"])
 
 
 def load_proxy_diagnostics(storage: str) -> pd.DataFrame:
@@ -137,7 +141,9 @@ def summarize_test_results(storage: str) -> pd.DataFrame:
     return summary.astype({"n": "int64", "mean": "float64", "ci_low": "float64", "ci_high": "float64"})
 
 
-def _load(storage: str, statement: Select, tables: tuple = (Run,)) -> pd.DataFrame:
+def _load(storage: str, statement: Select, tables: tuple = (Run,), validation: list[str] | None = None) -> pd.DataFrame:
+    """The rows of ``statement``; with ``validation`` (the key columns: run_id, fold[, epoch]) joined with their
+    validation scores as ``val_<metric>`` columns."""
     engine = make_engine(storage, write=False)
     try:
         with user_errors(storage, "cannot read the results database"), engine.connect() as conn:
@@ -145,9 +151,34 @@ def _load(storage: str, statement: Select, tables: tuple = (Run,)) -> pd.DataFra
             # older database the first time a writer opens it.
             present = all(inspect(conn).has_table(table.__tablename__) for table in tables)
             rows = conn.execute(statement).all() if present else []
+            scores = _validation_scores(conn, by_epoch="epoch" in validation) if validation and rows else []
     finally:
         engine.dispose()
-    return _frame(rows, statement)
+    frame = _frame(rows, statement)
+    return frame if validation is None else _with_validation(frame, scores, validation)
+
+
+def _validation_scores(conn: Connection, by_epoch: bool) -> list[dict]:
+    stored = []
+    if inspect(conn).has_table(ValidationMetric.__tablename__):
+        epoch = ValidationMetric.epoch.is_not(None) if by_epoch else ValidationMetric.epoch.is_(None)
+        found = conn.execute(select(ValidationMetric.run_id, ValidationMetric.fold, ValidationMetric.epoch,
+                                    ValidationMetric.metric, ValidationMetric.value).where(epoch))
+        stored = [dict(row) for row in found.mappings()]
+    # A database of an earlier version that no writer has migrated yet.
+    legacy = [row for row in legacy_validation_rows(conn) if (row["epoch"] is not None) == by_epoch]
+    return stored + legacy
+
+
+def _with_validation(frame: pd.DataFrame, scores: list[dict], keys: list[str]) -> pd.DataFrame:
+    metrics = [*METRICS, *sorted({score["metric"] for score in scores} - set(METRICS))]
+    by_key: dict[tuple, dict] = {}
+    for score in scores:
+        by_key.setdefault(tuple(int(score[k]) for k in keys), {})[score["metric"]] = score["value"]
+    found = [by_key.get(tuple(int(v) for v in row), {}) for row in frame[keys].itertuples(index=False)]
+    columns = {f"val_{metric}": pd.Series([f.get(metric) for f in found], index=frame.index, dtype="float64")
+               for metric in metrics}
+    return frame.assign(**columns)
 
 
 def _frame(rows: list, statement: Select) -> pd.DataFrame:

@@ -130,8 +130,9 @@ def retry_creation(create: Callable[[], T]) -> T:
 def is_creation_race(error: DBAPIError) -> bool:
     """Another process created a table (or held SQLite's lock) between our check and our CREATE."""
     text = str(error.orig if error.orig is not None else error).lower()
+    # "does not exist": a concurrent migration dropped the column we were about to drop (PostgreSQL).
     return (isinstance(error, IntegrityError)
-            or any(word in text for word in ("already exists", "duplicate", "unique", "locked")))
+            or any(word in text for word in ("already exists", "duplicate", "unique", "locked", "does not exist")))
 
 
 def wait_for_server_restarts(engine: Engine, wait_s: float = RECONNECT_WAIT_S) -> None:

@@ -84,14 +84,10 @@ class FoldResult(Base):
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     epochs_trained: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
-    val_precision_at_1: Mapped[float | None] = mapped_column(Float)
-    val_r_precision: Mapped[float | None] = mapped_column(Float)
-    val_map_at_r: Mapped[float | None] = mapped_column(Float)
-    val_recall_at_k: Mapped[dict | None] = mapped_column(JSON)  # {"1": v, "2": v, ...}
 
 
 class EpochCurve(Base):
-    """One epoch of one fold: training loss, validation scores on validation epochs, learning rates, scale."""
+    """One epoch of one fold: training loss, learning rates, scale (its validation scores: ``bm_val_metrics``)."""
 
     __tablename__ = "bm_epoch_curves"
     __table_args__ = (UniqueConstraint("run_id", "fold", "epoch"),)
@@ -101,12 +97,28 @@ class EpochCurve(Base):
     fold: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(Integer)
     loss: Mapped[float | None] = mapped_column(Float)
-    val_precision_at_1: Mapped[float | None] = mapped_column(Float)
-    val_r_precision: Mapped[float | None] = mapped_column(Float)
-    val_map_at_r: Mapped[float | None] = mapped_column(Float)
     lrs: Mapped[dict | None] = mapped_column(JSON)  # {param group: lr}
     scale: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class ValidationMetric(Base):
+    """One validation metric of one fold of a run, in long format like ``bm_test_results``: the fold's best
+    validation (``epoch`` NULL; with ``bm_fold_results``) or one validated epoch's (with ``bm_epoch_curves``).
+
+    A new metric is new rows, not a schema change. Databases written before this table kept these values in
+    columns of those two tables; ``benchmark.results.migrate`` moves them here.
+    """
+
+    __tablename__ = "bm_val_metrics"
+    __table_args__ = (Index(None, "run_id", "fold", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bm_runs.id", ondelete="CASCADE"))
+    fold: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
 
 
 class ProxyDiagnostic(Base):

@@ -20,7 +20,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from benchmark.errors import UserError
+from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import DEFAULT_STORAGE, make_engine, retry_creation, user_errors
+from benchmark.results.migrate import migrate_validation_columns
 from benchmark.redaction import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
@@ -32,21 +34,18 @@ from benchmark.results.schema import (
     ProxyDiagnostic,
     Run,
     TestResult,
+    ValidationMetric,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_STORAGE", "ResultsStore", "flatten_metrics"]
 
-# Validation metric names (pytorch-metric-learning's AccuracyCalculator) -> bm_fold_results columns.
-_VAL_COLUMNS = {
-    "precision_at_1": "val_precision_at_1",
-    "r_precision": "val_r_precision",
-    "mean_average_precision_at_r": "val_map_at_r",
-}
 _EPOCH_FIELDS = frozenset(
     column.name for column in EpochCurve.__table__.columns if column.name not in {"id", "run_id", "fold"}
 )
+# An epoch row's validation scores: val_<metric key>.
+VAL_PREFIX = "val_"
 
 
 class ResultsStore:
@@ -77,6 +76,9 @@ class ResultsStore:
         def create() -> None:
             with self._engine.begin() as conn:
                 Base.metadata.create_all(conn, checkfirst=True)
+                moved = migrate_validation_columns(conn)
+            if moved:
+                logger.info("moved %d validation metrics of an earlier version into bm_val_metrics", moved)
 
         retry_creation(create)
 
@@ -136,47 +138,42 @@ class ResultsStore:
         seconds: float,
         val_metrics: Mapping,
     ) -> None:
-        """Record (or replace) one fold's outcome; ``val_metrics`` uses AccuracyCalculator's names.
+        """Record (or replace) one fold's outcome and its best validation scores.
 
-        Accepted keys: precision_at_1, r_precision, mean_average_precision_at_r, recall_at_k ({k: value}) or
-        recall_at_<k>. An empty mapping (no validation happened) leaves the scores NULL.
+        ``val_metrics``: keys of the metric table (``benchmark.evaluation.registry.METRICS``), recall_at_k
+        ({k: value}) or recall_at_<k>. An empty mapping (no validation happened) records no scores.
         """
-        values = {"val_precision_at_1": None, "val_r_precision": None, "val_map_at_r": None}
-        recall = {}
-        for name, value in flatten_metrics(val_metrics).items():
-            if name in _VAL_COLUMNS:
-                values[_VAL_COLUMNS[name]] = value
-            elif name.startswith("recall_at_"):
-                recall[name.removeprefix("recall_at_")] = value
-            else:
-                raise ValueError(f"unknown validation metric {name!r}; expected {sorted(_VAL_COLUMNS)} or recall_at_k")
-        row = {
-            "run_id": run_id,
-            "fold": int(fold),
-            "status": status,
-            "best_epoch": _int_or_none(best_epoch),
-            "epochs_trained": int(epochs_trained),
-            "seconds": float(seconds),
-            "val_recall_at_k": recall or None,
-            **values,
-        }
+        fold = int(fold)
+        row = {"run_id": run_id, "fold": fold, "status": status, "best_epoch": _int_or_none(best_epoch),
+               "epochs_trained": int(epochs_trained), "seconds": float(seconds)}
+        scores = _validation_rows(run_id, fold, None, val_metrics)
         with self._engine.begin() as conn:
-            conn.execute(delete(FoldResult).where(FoldResult.run_id == run_id, FoldResult.fold == row["fold"]))
+            conn.execute(delete(FoldResult).where(FoldResult.run_id == run_id, FoldResult.fold == fold))
+            conn.execute(delete(ValidationMetric).where(ValidationMetric.run_id == run_id,
+                                                        ValidationMetric.fold == fold, ValidationMetric.epoch.is_(None)))
             conn.execute(insert(FoldResult).values(row))
+            if scores:
+                conn.execute(insert(ValidationMetric), scores)
 
     def record_epochs(self, run_id: int, fold: int, rows: Iterable[Mapping]) -> None:
         """Record (or replace) epochs of one fold.
 
-        Each row: epoch (required), loss, val_precision_at_1, val_r_precision, val_map_at_r, lrs ({group: lr}),
-        scale, seconds; missing keys are NULL (e.g. the validation scores of epochs without validation).
+        Each row: epoch (required), loss, lrs ({group: lr}), scale, seconds, and val_<metric> for the validation
+        scores (``val_mean_average_precision_at_r``, ...); missing keys are NULL, None scores (epochs without
+        validation) are not stored.
         """
-        records = []
+        records, scores = [], []
         for row in rows:
-            unknown = set(row) - _EPOCH_FIELDS
+            unknown = {key for key in row if not key.startswith(VAL_PREFIX)} - _EPOCH_FIELDS
             if unknown or "epoch" not in row:
-                raise ValueError(f"epoch row keys {sorted(row)}: need 'epoch', may have {sorted(_EPOCH_FIELDS)}")
+                raise ValueError(f"epoch row keys {sorted(row)}: need 'epoch', may have {sorted(_EPOCH_FIELDS)} "
+                                 f"and {VAL_PREFIX}<metric>")
+            validation = {k.removeprefix(VAL_PREFIX): v for k, v in row.items() if k.startswith(VAL_PREFIX)}
+            scores += _validation_rows(run_id, int(fold), int(row["epoch"]), validation)
             record = {field: None for field in _EPOCH_FIELDS}
             for field, value in row.items():
+                if field.startswith(VAL_PREFIX):
+                    continue
                 if field == "epoch":
                     record[field] = int(value)
                 elif field == "lrs":
@@ -193,7 +190,12 @@ class ResultsStore:
                     EpochCurve.run_id == run_id, EpochCurve.fold == int(fold), EpochCurve.epoch.in_(epochs)
                 )
             )
+            conn.execute(delete(ValidationMetric).where(
+                ValidationMetric.run_id == run_id, ValidationMetric.fold == int(fold),
+                ValidationMetric.epoch.in_(epochs)))
             conn.execute(insert(EpochCurve), records)
+            if scores:
+                conn.execute(insert(ValidationMetric), scores)
 
     # ---- test results -----------------------------------------------------------------------------------------
 
@@ -358,6 +360,16 @@ def flatten_metrics(metrics: Mapping) -> dict[str, float | None]:
                 raise ValueError(f"metric {flat_name!r} given twice")
             flat[flat_name] = _float(flat_value)
     return flat
+
+
+def _validation_rows(run_id: int, fold: int, epoch: int | None, metrics: Mapping) -> list[dict]:
+    rows = []
+    for name, value in flatten_metrics(metrics).items():
+        if name not in METRICS and not name.startswith("recall_at_"):
+            raise ValueError(f"unknown validation metric {name!r}; expected one of {list(METRICS)} or recall_at_k")
+        if value is not None or epoch is None:
+            rows.append({"run_id": run_id, "fold": fold, "epoch": epoch, "metric": name, "value": value})
+    return rows
 
 
 def _finish(conn, run_id: int, status: str, objective) -> None:

@@ -26,7 +26,7 @@ from benchmark.data.splits import Splits
 from benchmark.data.transforms import eval_transform, to_model_input, train_transform
 from benchmark.evaluation.embed import compute_embeddings
 from benchmark.evaluation.metrics import retrieval_metrics
-from benchmark.evaluation.registry import OBJECTIVE
+from benchmark.evaluation.registry import METRICS, OBJECTIVE
 from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
@@ -283,11 +283,11 @@ class FoldTrainer:
         return float(total.item()) / max(steps, 1)
 
     def _report(self, fold: int, row: dict, best: dict, best_epoch: int) -> None:
-        if row["val_map_at_r"] is not None:
+        if row[f"val_{OBJECTIVE}"] is not None:
             logger.info(
                 "fold %d epoch %d: loss %s, val MAP@R %.4f (best %.4f at epoch %d)",
                 fold, row["epoch"], "-" if row["loss"] is None else f"{row['loss']:.4f}",
-                row["val_map_at_r"], best[OBJECTIVE], best_epoch,
+                row[f"val_{OBJECTIVE}"], best[OBJECTIVE], best_epoch,
             )
         else:
             logger.debug("fold %d epoch %d: loss %.4f", fold, row["epoch"], row["loss"])
@@ -363,9 +363,7 @@ def _curve_row(epoch, loss, metrics, optimizers, scale, seconds) -> dict:
     return {
         "epoch": epoch,
         "loss": loss,
-        "val_precision_at_1": metrics.get("precision_at_1"),
-        "val_r_precision": metrics.get("r_precision"),
-        "val_map_at_r": metrics.get("mean_average_precision_at_r"),
+        **{f"val_{key}": metrics.get(key) for key in METRICS},
         "lrs": lrs,
         "scale": scale,
         "seconds": seconds,
