@@ -7,7 +7,7 @@ import json
 import os
 
 from _tiny import run_benchmark
-from benchmark.perf.pruning import reach
+from benchmark.perf.pruning import reach, replay_seed
 from benchmark.perf.suite import PRESETS
 
 
@@ -32,18 +32,16 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
     assert all(0 <= v <= 1 for side in fold["best_val_map_at_r"].values() for v in side)
     assert data["image_pipeline"]["cached_over_plain"] > 0 and data["image_pipeline"]["images_per_second"]["plain"] > 0
     pruning = data["pruning"]
-    assert pruning["pruned_over_unpruned_folds_total"] > 0
-    assert pruning["pruner"] == "median" and pruning["trials_per_study"] == data["settings"]["pruning_trials"]
-    for seed in pruning["seeds"]:  # the per-trial detail that explains a ratio
-        for study in (seed["unpruned"], seed["pruned"]):
-            assert len(study["trial_folds"]) == len(study["trial_values"]) == pruning["trials_per_study"]
-            assert sum(study["trial_folds"]) == study["folds_total"]
-        assert seed["unpruned"]["trial_reaching"] >= 1 and seed["unpruned"]["best"] == seed["unpruned_best"]
+    assert pruning["trials_per_study"] == data["settings"]["pruning_trials"] and len(pruning["per_seed"]) == 2
+    for seed in pruning["per_seed"]:  # the per-seed detail that explains a ratio
+        assert seed["unpruned_compute_to_reach"] >= 1 and seed["target"] <= seed["unpruned_best"]
+        assert set(seed["pruners"]) == {"successive_halving", "median", "hyperband"}
+    assert pruning["summary"]["successive_halving"]["median_compute_of_trials_over_unpruned"] <= 1
     assert set(data["targets"]) == {
         "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
         "evaluation_pml_peak_over_ours", "validation_speedup_sop_size", "training_loop_over_bare",
         "fold_throughput_over_bare", "image_pipeline_cached_over_plain",
-        "pruning_folds_to_reach_over_unpruned",
+        "pruning_compute_to_reach_over_unpruned",
     }
     assert all(isinstance(t["met"], bool) for t in data["targets"].values())
     assert not list(out.parent.glob("*.tmp"))  # written atomically, nothing left behind
@@ -55,15 +53,28 @@ def test_perf_rejects_an_unknown_section(tmp_path):
     assert result.stderr.startswith("error: --only") and "pruning" in result.stderr
 
 
-def test_reach_counts_folds_up_to_the_first_complete_trial_at_the_target():
-    rows = [{"folds": 4, "value": 0.10}, {"folds": 1, "value": None}, {"folds": 4, "value": 0.20},
-            {"folds": 4, "value": 0.30}]
-    assert reach(rows, 0.19) == (9, 3)  # the pruned trial's fold counts, its missing value does not reach
+def test_reach_counts_compute_up_to_the_first_complete_trial_at_the_target():
+    rows = [{"cost": 4, "value": 0.10}, {"cost": 1, "value": None}, {"cost": 4, "value": 0.20},
+            {"cost": 4, "value": 0.30}]
+    assert reach(rows, 0.19) == (9, 3)  # the pruned trial's compute counts, its missing value does not reach
     assert reach(rows, 0.05) == (4, 1)
     assert reach(rows, 0.31) == (None, None)
 
 
-def test_quick_measures_pruning_over_three_seeds_with_the_full_trial_budget():
-    quick, full = PRESETS["quick"], PRESETS["full"]
-    assert quick.pruning_seeds == full.pruning_seeds == (0, 1, 2)
-    assert quick.pruning_trials == full.pruning_trials
+def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
+    # 10 configurations with flat curves: value i / 100 in every fold; 6 epochs per fold, validated each epoch.
+    configs = [{"folds": [{"validations": [[e, i / 100] for e in range(1, 7)], "epochs": 6, "best": i / 100}] * 4}
+               for i in range(10)]
+    order = [i % 10 for i in range(500)]
+    result = replay_seed(configs, order, trials=30, max_epochs=6)
+    assert result["unpruned_best"] == 0.09 and result["unpruned_compute"] == 30 * 24
+    assert result["unpruned_compute_to_reach"] == 10 * 24  # the best configuration is the 10th trial
+    for pruner in ("successive_halving", "median", "hyperband"):
+        e = result["pruners"][pruner]
+        assert e["compute_of_first_trials_over_unpruned"] < 1 and e["best_at_equal_compute"] == 0.09
+        assert e["compute_to_reach"] == 10 * 24  # ascending order: nothing before the best is worth pruning
+
+
+def test_quick_and_full_measure_pruning_as_stated_50_trial_studies_over_at_least_5_seeds():
+    for preset in (PRESETS["quick"], PRESETS["full"]):
+        assert preset.pruning_trials == 50 and len(preset.pruning_seeds) >= 5

@@ -12,8 +12,9 @@ def register(subparsers) -> None:
         "perf",
         help="measure the harness's costs against bare baselines (ratios, peak memory) and check the targets",
         description="Side-by-side measurements in one run: retrieval metrics vs PML and a bare faiss kNN search, "
-        "the trainer's epoch loop vs a bare PyTorch loop, the decoded-image cache vs decoding JPEGs, and tuning "
-        "with the median pruner vs without. Writes a JSON file and prints a table.",
+        "validation before/after computing only MAP@R's neighbours, the trainer's epoch loop and a whole fold vs bare "
+        "PyTorch loops, the decoded-image cache vs a plain PIL + torchvision pipeline, and the pruners' compute vs "
+        "none (a replay of real training curves). Writes a JSON file and prints a table.",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",

@@ -1,155 +1,208 @@
-"""Fold trainings ``tune`` spends with the median pruner against none, to reach the unpruned study's best.
+"""Compute a tuning study spends with each pruner against none, measured as a replay of real training curves.
 
-For each seed, two real studies (``Tuner``, the same loss, search space, sampler, seed and trial budget) run on the
-generated ``synthetic`` dataset; they differ only in the pruner. Both use TPE, because ``--sampler auto`` picks GP
-without a pruner and TPE with one, and that would compare samplers too. With the same seed both studies draw the
-same start-up parameters and train each fold with the same seed, so the first trials are identical and the pruner
-alone decides which folds are skipped. Both studies of a seed run one after the other in the same child process:
-``Tuner`` derives its sampler seed from the process id, so separate processes would draw different start-up
-parameters and the comparison would no longer be paired. Seeds run in parallel children (one per CPU): the measure
-is fold counts, which do not depend on timing.
+Why a replay: the target is stated for 50-trial studies over several seeds; training 50 x 4 folds per study and
+pruner and seed on a shared 2-core CPU takes hours. Instead a pool of configurations, drawn at random from the
+loss's search space, is trained for real once (``FoldTrainer``, every fold, validation every epoch, early stopping
+as in the protocol); their per-fold, per-epoch validation curves are then replayed through the tuner's own
+reporting (:class:`benchmark.tuning.pruning.PruningReporter`) into real Optuna studies with the real pruners. Each
+seed is one random order of pool configurations (drawn with replacement): the same order for every pruner, so the
+comparison is paired. What a replay cannot show: a sampler steering towards good regions (trials are drawn at
+random, as by ``--sampler random``); so the figures are the pruner's own saving, not the sampler's.
 
-Target per seed: the best validation MAP@R (mean over the folds) of the unpruned study, less ``tolerance``. Cost:
-the fold trainings done, in trial order, up to and including the first COMPLETE trial at or above the target
-(a pruned trial's partial mean is not a result a user could pick). A median-pruned study cannot beat the unpruned
-one before its first trial past the start-up phase (``PRUNER_STARTUP_TRIALS`` complete trials), so a seed whose
-target is reached that early costs both the same. Each seed keeps its per-trial fold counts and values, which show
-where a ratio comes from.
+Compute is counted in fold-epochs (epochs trained, summed over folds; validation is proportional). Per seed:
+- the unpruned study: its first ``trials`` trials; its best mean validation MAP@R and that configuration's fold
+  noise (standard error of its fold results);
+- target: the unpruned best less its fold noise; compute to reach it: fold-epochs up to and including the first
+  COMPLETE trial at or above it (a pruned trial's partial value is not a result a user could pick);
+- the pruned study runs on in the same order until it has spent the unpruned study's total compute: its best at
+  equal compute.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+import statistics
 
-from optuna.trial import TrialState
+import numpy as np
 
-PRUNER = "median"
-PRUNERS = ("none", PRUNER)
+from benchmark.evaluation.registry import OBJECTIVE
+
 logger = logging.getLogger(__name__)
 
+PRUNERS = ("successive_halving", "median", "hyperband")
+HEADLINE = "successive_halving"  # the recommended pruner, whose ratio is the target
 
-def study_costs(data_root: Path, workdir: Path, seed: int, pruner: str, trials: int, loss: str,
-                overrides: dict) -> list[dict]:
-    """Run one study; per trial in order: state, folds trained, value (COMPLETE only)."""
+
+def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "multi_similarity",
+                seed: int = 0) -> list[dict]:
+    """Train ``pool`` random configurations on every fold; per configuration its folds' curves and results."""
+    import optuna
+    import torch
+    from unittest import mock
+
     from benchmark.config import protocol_for
+    from benchmark.data.synthetic import SIZE_ENV
     from benchmark.search_space import load_search_space
     from benchmark.training.experiment import Experiment
-    from benchmark.tuning.study import Tuner
+    from benchmark.training.fold import fold_data
+    from benchmark.training.seeding import derive_seed
 
-    experiment = Experiment.create(
-        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **overrides),
-        search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=_cpu(), weights="none",
-        num_workers=0,
-    )
-    url = f"sqlite:///{workdir / f'seed{seed}-{pruner}.db'}"
-    tuner = Tuner(experiment, url, url, total_trials=trials, sampler="tpe", pruner=pruner, seed=seed)
-    tuner.run()
-    rows = []
-    for trial in sorted(tuner.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
-            continue
-        rows.append({"state": trial.state.name, "folds": len(trial.user_attrs.get("folds", {})),
-                     "value": trial.value if trial.state == TrialState.COMPLETE else None})
-    return rows
+    with mock.patch.dict("os.environ", {SIZE_ENV: size}):
+        experiment = Experiment.create(
+            dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **overrides),
+            search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
+            weights="none", num_workers=0)
+    drawer = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    run = experiment.fold_run
+    configs = []
+    for number in range(pool):
+        params = experiment.search_space.suggest(drawer.ask())
+        trainer = experiment.trainer(params)
+        folds = []
+        for fold in range(experiment.protocol.num_folds):
+            result = trainer.train(fold_data(run.paths, run.labels, run.splits, fold), derive_seed(seed, fold))
+            folds.append({
+                "validations": [[row["epoch"], row["val_map_at_r"]] for row in result.curve
+                                if row["epoch"] > 0 and row["val_map_at_r"] is not None],
+                "epochs": result.epochs_trained,
+                "best": result.best_metrics[OBJECTIVE],
+            })
+        configs.append({"params": params, "folds": folds})
+        logger.info("pruning pool: configuration %d/%d trained", number + 1, pool)
+    return configs
 
 
-def _cpu():
-    import torch
+def _replay_trial(study, config: dict, max_epochs: int) -> tuple[float | None, int]:
+    """One trial of ``config`` under ``study``'s pruner: (value, or None when pruned; fold-epochs spent)."""
+    import optuna
 
-    return torch.device("cpu")
+    from benchmark.tuning.pruning import PruningReporter
+
+    folds = config["folds"]
+    trial = study.ask()
+    reporter = PruningReporter(trial, max_epochs, len(folds))
+    spent = 0
+    try:
+        for epoch, value in folds[0]["validations"]:
+            spent = epoch
+            reporter.fold0_epoch(epoch, value)
+        spent = folds[0]["epochs"]
+        for k in range(1, len(folds) + 1):
+            reporter.folds_done([f["best"] for f in folds[:k]])
+            if k < len(folds):
+                spent += folds[k]["epochs"]
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return None, spent
+    value = float(np.mean([f["best"] for f in folds]))
+    study.tell(trial, value)
+    return value, spent
 
 
 def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None]:
-    """(fold trainings, 1-based trial) up to the first COMPLETE trial scoring >= ``target``; Nones when none does."""
+    """(compute, 1-based trial) up to the first COMPLETE trial scoring >= ``target``; Nones when none does."""
     spent = 0
     for number, row in enumerate(rows, start=1):
-        spent += row["folds"]
+        spent += row["cost"]
         if row["value"] is not None and row["value"] >= target:
             return spent, number
     return None, None
 
 
-def compare(size: str, trials: int, seeds: tuple[int, ...], overrides: dict, loss: str = "multi_similarity",
-            tolerance: float = 0.01) -> dict:
-    """Both studies for every seed; per seed and summed fold trainings, and the pruned/unpruned ratios."""
-    from benchmark.tuning.samplers import PRUNER_STARTUP_TRIALS
-
-    per_seed = []
-    with tempfile.TemporaryDirectory(prefix="perf-pruning-") as tmp:
-        with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
-            studies = list(pool.map(lambda seed: _child(Path(tmp), size, seed, trials, loss, overrides), seeds))
-    for seed, rows in zip(seeds, studies):
-        best = max(r["value"] for r in rows["none"] if r["value"] is not None)
-        target = best - tolerance
-        entry = {"seed": seed, "unpruned_best": best, "target": target}
-        for pruner, name in (("none", "unpruned"), (PRUNER, "pruned")):
-            completes = [r["value"] for r in rows[pruner] if r["value"] is not None]
-            folds, trial = reach(rows[pruner], target)
-            entry[name] = {
-                "folds_total": sum(r["folds"] for r in rows[pruner]),
-                "folds_to_reach": folds,
-                "trial_reaching": trial,
-                "best": max(completes) if completes else None,
-                "pruned_trials": sum(r["state"] == "PRUNED" for r in rows[pruner]),
-                # In trial order; a pruned trial has no value.
-                "trial_folds": [r["folds"] for r in rows[pruner]],
-                "trial_values": [r["value"] for r in rows[pruner]],
-            }
-        per_seed.append(entry)
-    reached = all(e["pruned"]["folds_to_reach"] is not None for e in per_seed)
-    unpruned_reach = sum(e["unpruned"]["folds_to_reach"] for e in per_seed)
-    return {
-        "dataset": f"synthetic {size}", "loss": loss, "sampler": "tpe", "pruner": PRUNER,
-        "pruner_startup_trials": PRUNER_STARTUP_TRIALS, "trials_per_study": trials,
-        "protocol": {"preset": "quick", **overrides}, "tolerance": tolerance, "seeds": per_seed,
-        "pruned_reached_target_every_seed": reached,
-        # Without a reach on every seed the ratio would silently drop the failures: None says "target missed".
-        "pruned_over_unpruned_folds_to_reach":
-            sum(e["pruned"]["folds_to_reach"] for e in per_seed) / unpruned_reach if reached else None,
-        "pruned_over_unpruned_folds_total":
-            sum(e["pruned"]["folds_total"] for e in per_seed) / sum(e["unpruned"]["folds_total"] for e in per_seed),
-    }
-
-
-def _child(workdir: Path, size: str, seed: int, trials: int, loss: str, overrides: dict) -> dict:
-    command = [sys.executable, "-m", __spec__.name, "--workdir", str(workdir), "--size", size, "--seed", str(seed),
-               "--trials", str(trials), "--loss", loss, "--overrides", json.dumps(overrides)]
-    env = {**os.environ, "BENCHMARK_SYNTHETIC_SIZE": size}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"pruning studies (seed {seed}) failed:\n{done.stderr[-2000:]}")
-    logger.info("pruning: seed %d done", seed)
-    return json.loads(done.stdout)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--size", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--trials", type=int, required=True)
-    parser.add_argument("--loss", required=True)
-    parser.add_argument("--overrides", default="{}")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS) -> dict:
     import optuna
+
+    from benchmark.tuning.pruning import make_pruner
+
+    num_folds = len(configs[0]["folds"])
+    unpruned = []
+    for index in order[:trials]:
+        folds = configs[index]["folds"]
+        unpruned.append({"config": index, "value": float(np.mean([f["best"] for f in folds])),
+                         "cost": sum(f["epochs"] for f in folds)})
+    best = max(unpruned, key=lambda r: r["value"])
+    fold_values = [f["best"] for f in configs[best["config"]]["folds"]]
+    noise = float(np.std(fold_values, ddof=1) / np.sqrt(len(fold_values))) if len(fold_values) > 1 else 0.0
+    target = best["value"] - noise
+    total = sum(r["cost"] for r in unpruned)
+    reach_unpruned, _ = reach(unpruned, target)
+    out = {"unpruned_best": best["value"], "fold_noise": noise, "target": target, "unpruned_compute": total,
+           "unpruned_compute_to_reach": reach_unpruned, "pruners": {}}
+    for name in pruners:
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds))
+        rows, spent = [], 0
+        for index in order:
+            if len(rows) >= trials and spent >= total:
+                break
+            value, cost = _replay_trial(study, configs[index], max_epochs)
+            rows.append({"value": value, "cost": cost})
+            spent += cost
+        first = rows[:trials]
+        equal = []
+        acc = 0
+        for row in rows:
+            if acc + row["cost"] > total:
+                break
+            acc += row["cost"]
+            equal.append(row)
+        completes = [r["value"] for r in equal if r["value"] is not None]
+        compute, trial = reach(rows, target)
+        out["pruners"][name] = {
+            "compute_to_reach": compute, "trial_reaching": trial,
+            "compute_over_unpruned_to_reach": compute / reach_unpruned if compute is not None else None,
+            "compute_of_first_trials_over_unpruned": sum(r["cost"] for r in first) / total,
+            "pruned_of_first_trials": sum(r["value"] is None for r in first),
+            "best_at_equal_compute": max(completes) if completes else None,
+            "trials_at_equal_compute": len(equal),
+        }
+    return out
+
+
+def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...], overrides: dict,
+            loss: str = "multi_similarity") -> dict:
+    """Train the pool, replay every seed, and summarise per pruner (medians over seeds)."""
     import torch
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Fold counts are the measure here, not seconds; one thread is simply faster on a loaded 2-core machine.
-    torch.set_num_threads(1)
-    rows = {pruner: study_costs(args.workdir / "data", args.workdir, args.seed, pruner, args.trials, args.loss,
-                                json.loads(args.overrides)) for pruner in PRUNERS}
-    print(json.dumps(rows))
+    from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS, REDUCTION_FACTOR
 
-
-if __name__ == "__main__":
-    main()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # curves are the measure here, not seconds
+    try:
+        configs = pool_curves(data_root, size, pool, overrides, loss)
+    finally:
+        torch.set_num_threads(threads)
+    max_epochs = overrides.get("max_epochs")
+    per_seed = []
+    for seed in seeds:
+        order = np.random.default_rng(seed).integers(len(configs), size=trials * 10).tolist()
+        per_seed.append({"seed": seed, **replay_seed(configs, order, trials, max_epochs)})
+    summary = {}
+    for name in PRUNERS:
+        entries = [s["pruners"][name] for s in per_seed]
+        ratios = [e["compute_over_unpruned_to_reach"] for e in entries]
+        reached = all(r is not None for r in ratios)
+        summary[name] = {
+            # A seed whose target was never reached counts as infinitely costly, so the median cannot hide it.
+            "median_compute_over_unpruned_to_reach": statistics.median(r if r is not None else float("inf")
+                                                                       for r in ratios),
+            "reached_target_every_seed": reached,
+            "median_compute_of_trials_over_unpruned": statistics.median(e["compute_of_first_trials_over_unpruned"]
+                                                                        for e in entries),
+            "median_best_at_equal_compute_minus_unpruned_best": statistics.median(
+                (e["best_at_equal_compute"] if e["best_at_equal_compute"] is not None else float("-inf"))
+                - s["unpruned_best"] for e, s in zip(entries, per_seed)),
+            "seeds_best_at_equal_compute_within_noise": sum(
+                e["best_at_equal_compute"] is not None and e["best_at_equal_compute"] >= s["target"]
+                for e, s in zip(entries, per_seed)),
+        }
+    return {
+        "method": "replay of real per-fold per-epoch validation curves through the tuner's PruningReporter into "
+                  "Optuna studies with the real pruners; trials in random order (no sampler guidance)",
+        "dataset": f"synthetic {size}", "loss": loss, "pool_configurations": len(configs),
+        "protocol": {"preset": "quick", **overrides}, "trials_per_study": trials, "seeds": list(seeds),
+        "compute_unit": "fold-epochs", "pruner_startup_trials": PRUNER_STARTUP_TRIALS,
+        "reduction_factor": REDUCTION_FACTOR, "headline_pruner": HEADLINE,
+        "pool": [{"params": c["params"], "fold_results": [f["best"] for f in c["folds"]],
+                  "fold_epochs": [f["epochs"] for f in c["folds"]]} for c in configs],
+        "per_seed": per_seed, "summary": summary,
+    }

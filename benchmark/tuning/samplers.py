@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # optuna is imported where a sampler is made: the CLI lists t
     import optuna
 
 SAMPLERS = ("auto", "gp", "tpe", "random")
-PRUNERS = ("none", "median", "percentile", "successive_halving")
+# Made by benchmark.tuning.pruning (listed here, without optuna, for the CLI's choices).
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
 STARTUP_TRIALS = 10
 
 
@@ -42,32 +43,3 @@ def make_sampler(name: str, space: SearchSpace, seed: int, pruned: bool = False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"unknown sampler {name!r}; expected one of: {', '.join(SAMPLERS)}")
-
-
-# Pruning waits for this many COMPLETE trials (Optuna's own default for the median/percentile pruners): a median of
-# fewer finished trials is mostly noise at the first fold, where pruning saves the most.
-PRUNER_STARTUP_TRIALS = 5
-
-
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """A pruner over folds: step k reports the running mean of the first k folds' validation MAP@R.
-
-    The running mean is what Optuna's WilcoxonPruner documentation prescribes for the other pruners over a set of
-    instances (reported values must converge to the final one). No warm-up steps: Optuna's warm-up skips the
-    unrepresentative start of a learning curve, whereas every trial's first fold is the same split trained to the
-    end, so trials compared after one fold are already compared like for like, and pruning there saves 3 of 4 fold
-    trainings. WilcoxonPruner itself, though documented for k-fold scores, is not offered: against the best trial,
-    the one-sided signed-rank test's p-value after k folds is at least 2**-k, under its default threshold of 0.1
-    only after the 4th and last fold, when there is nothing left to save.
-    """
-    import optuna
-
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
-    if name == "percentile":
-        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
-    raise UserError(f"unknown pruner {name!r}; expected one of: {', '.join(PRUNERS)}")

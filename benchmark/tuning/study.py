@@ -4,8 +4,9 @@ How the study stays exact and loses nothing:
 - ``--trials`` is the study's total of finished (COMPLETE or PRUNED) trials: a rerun resumes up to it, several
   workers together stop at it. A trial a worker creates beyond the total (two workers asking at the same moment) is
   closed at once as FAIL with the user attribute ``surplus`` and never trained.
-- Each fold's best validation metrics are stored in the trial's user attributes the moment the fold ends, and its
-  running mean is reported as an intermediate value (step = folds done), so a pruner can stop hopeless trials.
+- Each fold's best validation metrics are stored in the trial's user attributes the moment the fold ends. Fold 0's
+  validations and the folds' running mean are reported as intermediate values (benchmark.tuning.pruning), so a
+  pruner can stop hopeless trials inside fold 0 and between folds; the pruner is a recorded study setting.
 - A trial left RUNNING by a dead process (same host: its pid is gone; any host: its heartbeat is stale) is marked
   FAIL and re-queued with the same parameters; the retry inherits the folds already finished.
 - Ctrl-C / SIGTERM: the current trial is recorded as FAIL and re-queued the same way; completed trials are untouched.
@@ -26,6 +27,7 @@ from optuna.trial import TrialState
 
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
+from benchmark.errors import UserError
 from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
@@ -36,7 +38,8 @@ from benchmark.training.fold import FoldResult
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs, process_is_gone
-from benchmark.tuning.samplers import make_pruner, make_sampler, resolve_sampler
+from benchmark.tuning.pruning import PruningReporter, make_pruner
+from benchmark.tuning.samplers import make_sampler, resolve_sampler
 from benchmark.tuning.storage import open_storage, retry_callback
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS_ATTR = "samplers"
 SEED_DEFAULTS_ATTR = "seed_defaults"  # study attribute: whether trial 0 was the search space's defaults
 SEEDED_ATTR = "seeded"  # trial attribute of that trial
+PRUNER_ATTR = "pruner"
 POLL_S = 5.0
 MAX_LOST_CONNECTIONS = 3
 
@@ -90,7 +94,9 @@ class Tuner:
             sampler = make_sampler(self.sampler_name, experiment.search_space, sampler_seed)
         else:
             self.sampler_name = type(sampler).__name__
-        self.study = self._create_or_load(sampler, make_pruner(pruner))
+        self.pruner_name = pruner
+        protocol = experiment.protocol
+        self.study = self._create_or_load(sampler, make_pruner(pruner, protocol.max_epochs, protocol.num_folds))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._current_trial_id: int | None = None  # the trial this process is training, for an interrupt
         self._lost_connections = 0  # trials in a row failed by a connection cut mid-query
@@ -115,6 +121,12 @@ class Tuner:
             check_split_hash(attrs["split_hash"], e.splits.hash)
             if "protocol" in attrs:
                 check_same_protocol(attrs["protocol"], e.protocol, self.name)
+            stored = attrs.get(PRUNER_ATTR)
+            if stored is not None and stored != self.pruner_name:
+                raise UserError(f"study {self.name} prunes with --pruner {stored}, not {self.pruner_name}: its trials "
+                                "would be judged by two rules; use the same --pruner, or another --storage")
+        if attrs.get(PRUNER_ATTR) is None:
+            study.set_user_attr(PRUNER_ATTR, self.pruner_name)
         study.set_user_attr("total_trials", self.total)  # the budget the report shows; the latest --trials
         # Every sampler that proposed trials of this study (several when workers or resumes differ), for the report.
         used = list(attrs.get(SAMPLERS_ATTR, []))
@@ -265,6 +277,12 @@ class Tuner:
             provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
         )
         done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
+        reporter = PruningReporter(trial, e.protocol.max_epochs, e.protocol.num_folds)
+
+        def on_epoch(fold: int, row: dict) -> None:
+            # Inside fold 0 only (a resumed trial has reported it already); epoch 0 is the untrained model.
+            if fold == 0 and not done and row["epoch"] > 0 and row["val_map_at_r"] is not None:
+                reporter.fold0_epoch(row["epoch"], row["val_map_at_r"])
 
         def on_fold_done(result: FoldResult) -> None:
             self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
@@ -273,14 +291,15 @@ class Tuner:
             self.results.record_proxy_diagnostics(run_id, result.fold, result.proxy_diagnostics)
             done[result.fold] = _fold_summary(result)
             trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
-            self._report(trial, done)
+            reporter.folds_done([d[OBJECTIVE] for d in done.values()])
 
         todo = [f for f in range(e.protocol.num_folds) if f not in done]
         try:
-            run_folds(e.trainer(params), e.fold_run, seed=trial_seed, folds=todo, on_fold_done=on_fold_done)
+            run_folds(e.trainer(params, on_epoch=on_epoch), e.fold_run, seed=trial_seed, folds=todo,
+                      on_fold_done=on_fold_done)
         except optuna.TrialPruned:
             self.results.finish_run(run_id, "pruned")
-            logger.info("trial %d pruned after %d folds", trial.number, len(done))
+            logger.info("trial %d pruned after %d folds%s", trial.number, len(done), "" if done else " (inside fold 0)")
             raise
         except BaseException:
             self.results.finish_run(run_id, "failed")
@@ -289,12 +308,6 @@ class Tuner:
         self.results.finish_run(run_id, "complete", objective=value)
         logger.info("trial %d: mean validation MAP@R %.4f", trial.number, value)
         return value
-
-    def _report(self, trial: optuna.Trial, done: dict) -> None:
-        running_mean = sum(d[OBJECTIVE] for d in done.values()) / len(done)
-        trial.report(running_mean, step=len(done))
-        if len(done) < self.experiment.protocol.num_folds and trial.should_prune():
-            raise optuna.TrialPruned()
 
 
 def _fold_summary(result: FoldResult) -> dict:
