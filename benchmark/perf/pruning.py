@@ -62,8 +62,8 @@ def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "m
         for fold in range(experiment.protocol.num_folds):
             result = trainer.train(fold_data(run.paths, run.labels, run.splits, fold), derive_seed(seed, fold))
             folds.append({
-                "validations": [[row["epoch"], row["val_map_at_r"]] for row in result.curve
-                                if row["epoch"] > 0 and row["val_map_at_r"] is not None],
+                "validations": [[row["epoch"], row[f"val_{OBJECTIVE}"]] for row in result.curve
+                                if row["epoch"] > 0 and row[f"val_{OBJECTIVE}"] is not None],
                 "epochs": result.epochs_trained,
                 "best": result.best_metrics[OBJECTIVE],
             })

@@ -281,8 +281,8 @@ class Tuner:
 
         def on_epoch(fold: int, row: dict) -> None:
             # Inside fold 0 only (a resumed trial has reported it already); epoch 0 is the untrained model.
-            if fold == 0 and not done and row["epoch"] > 0 and row["val_map_at_r"] is not None:
-                reporter.fold0_epoch(row["epoch"], row["val_map_at_r"])
+            if fold == 0 and not done and row["epoch"] > 0 and row[f"val_{OBJECTIVE}"] is not None:
+                reporter.fold0_epoch(row["epoch"], row[f"val_{OBJECTIVE}"])
 
         def on_fold_done(result: FoldResult) -> None:
             self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
