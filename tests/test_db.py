@@ -1,4 +1,4 @@
-"""The database plumbing shared by the results tables and Optuna's storage (benchmark.results.db)."""
+"""The database plumbing shared by the results tables and Optuna's storage (benchmark.results.db), and run recording."""
 
 from __future__ import annotations
 
@@ -37,3 +37,20 @@ def test_results_and_optuna_storage_reject_a_bad_url_with_the_same_line(url, exp
         messages.append(str(caught.value))
     assert expected in messages[0] and expected in messages[1]
     assert "pw" not in "".join(messages)
+
+
+def test_a_run_the_block_leaves_open_is_marked_failed_and_a_finished_one_keeps_its_status(tmp_path):
+    from benchmark.results import ResultsStore, load_runs
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    identity = dict(study_name="s", dataset="synthetic", loss="contrastive", protocol="quick", params={}, config={},
+                    seed=0, split_hash="h", provenance={})
+    with ResultsStore(url) as store:
+        with pytest.raises(KeyboardInterrupt), store.run("trial", trial_number=0, **identity):
+            raise KeyboardInterrupt
+        with store.run("trial", trial_number=1, **identity) as record:
+            record.finish("pruned")
+        with store.run("test", reproduction=0, **identity) as record:
+            record.test_metrics(0, 5, {"separated_128": {"precision_at_1": 0.5}})
+    runs = load_runs(url)
+    assert list(runs["status"]) == ["failed", "pruned", "complete"]

@@ -66,7 +66,7 @@ def _compare(protocol_name: str, steps: int, repeats: int, seed: int, overrides:
     trainer = FoldTrainer(protocol, LOSS, PARAMS, device, cache=None, weights="none", num_workers=0)
     torch.manual_seed(seed)
     ours_model, bundle = trainer.build(classes)
-    optimizers = trainer._optimizers(ours_model, bundle)
+    optimizers = trainer.optimizers(ours_model, bundle)
     scaler = trainer.grad_scaler()
 
     torch.manual_seed(seed)

@@ -8,14 +8,12 @@ SQLite is opened in WAL mode with a long busy timeout and every write transactio
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import Protocol
 
-import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +21,7 @@ from benchmark.errors import UserError
 from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import DEFAULT_STORAGE, make_engine, retry_creation, user_errors
 from benchmark.results.migrate import migrate_validation_columns
+from benchmark.results.values import flatten_metrics, int_or_none, json_dumps, jsonable, to_float
 from benchmark.redaction import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
@@ -39,7 +38,7 @@ from benchmark.results.schema import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_STORAGE", "ResultsStore", "flatten_metrics"]
+__all__ = ["DEFAULT_STORAGE", "ResultsStore", "RunRecord", "flatten_metrics"]
 
 _EPOCH_FIELDS = frozenset(
     column.name for column in EpochCurve.__table__.columns if column.name not in {"id", "run_id", "fold"}
@@ -53,7 +52,7 @@ class ResultsStore:
 
     def __init__(self, url: str = DEFAULT_STORAGE):
         self.url = redact_url(url)  # safe to log and print
-        self._engine = make_engine(url, write=True, json_serializer=_json_dumps)
+        self._engine = make_engine(url, write=True, json_serializer=json_dumps)
         try:
             with user_errors(url, "cannot create the results tables in"):
                 self.create_tables()
@@ -108,8 +107,8 @@ class ResultsStore:
             "dataset": dataset,
             "loss": loss,
             "protocol": protocol,
-            "trial_number": _int_or_none(trial_number),
-            "reproduction": _int_or_none(reproduction),
+            "trial_number": int_or_none(trial_number),
+            "reproduction": int_or_none(reproduction),
             "seed": int(seed),
             "params": redact_secrets(params),
             "config": redact_secrets(config),
@@ -121,6 +120,19 @@ class ResultsStore:
         with self._engine.begin() as conn:
             result = conn.execute(insert(Run).values(values))
         return int(result.inserted_primary_key[0])
+
+    @contextmanager
+    def run(self, kind: str, study_name: str, dataset: str, loss: str, protocol: str, **details) -> Iterator[RunRecord]:
+        """Record one run around the block: started on entry (``details``: the rest of ``start_run``'s arguments);
+        inside, ``record.fold(result)`` per trained fold and ``record.finish(...)`` or ``record.test_metrics(...)``
+        to close it. A run the block leaves open -- an exception, an interrupt -- is marked failed."""
+        identity = {"study_name": study_name, "dataset": dataset, "loss": loss, "protocol": protocol}
+        record = RunRecord(self, self.start_run(kind, **identity, **details), identity)
+        try:
+            yield record
+        finally:
+            if not record.finished:
+                self.finish_run(record.run_id, "failed")
 
     def finish_run(self, run_id: int, status: str, objective: float | None = None) -> None:
         """Mark a run complete, failed or pruned, with its objective (mean validation MAP@R for a trial)."""
@@ -144,7 +156,7 @@ class ResultsStore:
         ({k: value}) or recall_at_<k>. An empty mapping (no validation happened) records no scores.
         """
         fold = int(fold)
-        row = {"run_id": run_id, "fold": fold, "status": status, "best_epoch": _int_or_none(best_epoch),
+        row = {"run_id": run_id, "fold": fold, "status": status, "best_epoch": int_or_none(best_epoch),
                "epochs_trained": int(epochs_trained), "seconds": float(seconds)}
         scores = _validation_rows(run_id, fold, None, val_metrics)
         with self._engine.begin() as conn:
@@ -177,9 +189,9 @@ class ResultsStore:
                 if field == "epoch":
                     record[field] = int(value)
                 elif field == "lrs":
-                    record[field] = None if value is None else {str(k): _float(v) for k, v in value.items()}
+                    record[field] = None if value is None else {str(k): to_float(v) for k, v in value.items()}
                 else:
-                    record[field] = _float(value)
+                    record[field] = to_float(value)
             records.append({"run_id": run_id, "fold": int(fold), **record})
         if not records:
             return
@@ -206,8 +218,8 @@ class ResultsStore:
         for row in rows:
             summary = {k: v for k, v in row.items() if k not in {"epoch", "pairs", "mean", "variance"}}
             records.append({"run_id": run_id, "fold": int(fold), "epoch": int(row["epoch"]), "pairs": int(row["pairs"]),
-                            "mean": _float(row["mean"]), "variance": _float(row["variance"]),
-                            "summary": _jsonable(summary)})
+                            "mean": to_float(row["mean"]), "variance": to_float(row["variance"]),
+                            "summary": jsonable(summary)})
         if not records:
             return
         with self._engine.begin() as conn:
@@ -342,24 +354,42 @@ class ResultsStore:
 # ---- values -----------------------------------------------------------------------------------------------------
 
 
-def flatten_metrics(metrics: Mapping) -> dict[str, float | None]:
-    """``{"recall_at_k": {1: a, 2: b}, "r_precision": c}`` -> ``{"recall_at_1": a, "recall_at_2": b, "r_precision": c}``.
+class FoldOutcome(Protocol):
+    """What ``RunRecord.fold`` records of a trained fold (``benchmark.training.fold.FoldResult`` has it)."""
 
-    Non-finite values become None (stored as NULL).
-    """
-    flat: dict[str, float | None] = {}
-    for name, value in metrics.items():
-        if isinstance(value, Mapping):
-            if not name.endswith("_at_k"):
-                raise ValueError(f"metric {name!r} has a mapping value; only <name>_at_k metrics may ({{k: value}})")
-            items = {f"{name.removesuffix('k')}{k}": v for k, v in value.items()}
-        else:
-            items = {name: value}
-        for flat_name, flat_value in items.items():
-            if flat_name in flat:
-                raise ValueError(f"metric {flat_name!r} given twice")
-            flat[flat_name] = _float(flat_value)
-    return flat
+    fold: int
+    status: str
+    best_epoch: int | None
+    epochs_trained: int
+    seconds: float
+    best_metrics: Mapping
+    curve: list[dict]
+    proxy_diagnostics: list[dict]
+
+
+class RunRecord:
+    """One run being recorded (see ``ResultsStore.run``)."""
+
+    def __init__(self, store: ResultsStore, run_id: int, identity: dict):
+        self.store, self.run_id, self._identity = store, run_id, identity
+        self.finished = False
+
+    def fold(self, result: FoldOutcome) -> None:
+        """A fold's outcome, its epoch curve and its proxy diagnostics."""
+        self.store.record_fold(self.run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
+                               result.seconds, result.best_metrics)
+        self.store.record_epochs(self.run_id, result.fold, result.curve)
+        self.store.record_proxy_diagnostics(self.run_id, result.fold, result.proxy_diagnostics)
+
+    def finish(self, status: str, objective: float | None = None) -> None:
+        self.store.finish_run(self.run_id, status, objective)
+        self.finished = True
+
+    def test_metrics(self, reproduction: int, seed: int, metrics: Mapping[str, Mapping]) -> None:
+        """A test reproduction's metrics; completes the run in the same transaction."""
+        self.store.record_test_metrics(self.run_id, **self._identity, reproduction=reproduction, seed=seed,
+                                       metrics=metrics)
+        self.finished = True
 
 
 def _validation_rows(run_id: int, fold: int, epoch: int | None, metrics: Mapping) -> list[dict]:
@@ -374,7 +404,7 @@ def _validation_rows(run_id: int, fold: int, epoch: int | None, metrics: Mapping
 
 def _finish(conn, run_id: int, status: str, objective) -> None:
     done = conn.execute(
-        update(Run).where(Run.id == run_id).values(status=status, objective=_float(objective), finished_at=_now())
+        update(Run).where(Run.id == run_id).values(status=status, objective=to_float(objective), finished_at=_now())
     )
     if done.rowcount == 0:
         raise ValueError(f"no run with id {run_id}")
@@ -387,35 +417,3 @@ def _check_final_status(status: str) -> None:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _float(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _int_or_none(value) -> int | None:
-    return None if value is None else int(value)
-
-
-def _jsonable(value):
-    # JSON has no NaN and no numpy types; PostgreSQL rejects NaN in json, SQLite would store invalid JSON.
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _json_dumps(value) -> str:
-    return json.dumps(_jsonable(value), allow_nan=False)

@@ -130,7 +130,7 @@ class FoldTrainer:
     def grad_scaler(self) -> torch.amp.GradScaler:
         return grad_scaler(self.protocol.precision, self.device)
 
-    def _optimizers(self, model: torch.nn.Module, bundle: LossBundle) -> list[torch.optim.Optimizer]:
+    def optimizers(self, model: torch.nn.Module, bundle: LossBundle) -> list[torch.optim.Optimizer]:
         p = self.protocol
         trainable = [q for q in model.parameters() if q.requires_grad]
         optimizers = [torch.optim.RMSprop(trainable, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum)]
@@ -191,7 +191,7 @@ class FoldTrainer:
         model, bundle = self.build(data.num_train_classes)
         schedule = build_schedule(self.params, bundle)
         schedule.start(bundle, data.num_train_classes)
-        optimizers = self._optimizers(model, bundle)
+        optimizers = self.optimizers(model, bundle)
         scaler = self.grad_scaler()
         batches = self._batch_sampler(data, seed)
         train_loader = self._train_loader(data, batches, seed)

@@ -98,7 +98,7 @@ class Tuner:
         protocol = experiment.protocol
         self.study = self._create_or_load(sampler, make_pruner(pruner, protocol.max_epochs, protocol.num_folds))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
-        self._current_trial_id: int | None = None  # the trial this process is training, for an interrupt
+        self._current_trial: int | None = None  # the number of the trial this process is training, for an interrupt
         self._lost_connections = 0  # trials in a row failed by a connection cut mid-query
 
     # -- study -----------------------------------------------------------------------------------------------
@@ -117,10 +117,7 @@ class Tuner:
             if e.search_space.code_sha256:
                 study.set_user_attr("loss_code_sha256", e.search_space.code_sha256)
         else:
-            check_same_code(attrs.get("loss_code_sha256"), e.search_space, self.name)
-            check_split_hash(attrs["split_hash"], e.splits.hash)
-            if "protocol" in attrs:
-                check_same_protocol(attrs["protocol"], e.protocol, self.name)
+            check_compatible(attrs, e, self.name)
             stored = attrs.get(PRUNER_ATTR)
             if stored is not None and stored != self.pruner_name:
                 raise UserError(f"study {self.name} prunes with --pruner {stored}, not {self.pruner_name}: its trials "
@@ -173,13 +170,28 @@ class Tuner:
             worker = trial.user_attrs.get("worker") or {}
             if not process_is_gone(worker.get("host"), worker.get("pid")):
                 continue
-            try:
-                self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
+            if not self._fail(trial.number):
                 continue  # another worker got there first
             logger.warning("trial %d was left running by dead process %s: marked FAIL and re-queued",
                            trial.number, worker.get("pid"))
-            retry_callback()(self.study, self.study._storage.get_trial(trial._trial_id))
+            retry_callback()(self.study, self._frozen(trial.number))
+
+    # Through our storage's public interface, not ``study.tell``: that also runs the sampler's after_trial hook,
+    # whose GridSampler stops the optimisation loop, which raises outside one.
+    def _fail(self, number: int) -> bool:
+        """Mark a RUNNING trial FAIL; False when it had finished meanwhile (another worker closed it)."""
+        try:
+            self.storage.set_trial_state_values(self._trial_id(number), state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
+
+    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        return self.storage.get_trial(self._trial_id(number))
+
+    def _trial_id(self, number: int) -> int:
+        study_id = self.storage.get_study_id_from_name(self.name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> TuneSummary:
@@ -204,7 +216,7 @@ class Tuner:
 
     def run_one(self) -> None:
         """Train one trial (a re-queued one first); one that would exceed the total is closed as surplus."""
-        self._current_trial_id = None
+        self._current_trial = None
         try:
             self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
                                 show_progress_bar=False)
@@ -221,18 +233,15 @@ class Tuner:
         """A connection cut mid-query (a database server restarting; new connections wait for it) fails the trial
         that was writing: re-queue it with its finished folds and go on, unless it happens trial after trial."""
         lost = database_error(error)
-        if lost is None or not lost.connection_invalidated or self._current_trial_id is None:
+        if lost is None or not lost.connection_invalidated or self._current_trial is None:
             return False
         self._lost_connections += 1
         if self._lost_connections > MAX_LOST_CONNECTIONS:
             return False
-        trial = self.study._storage.get_trial(self._current_trial_id)
+        trial = self._frozen(self._current_trial)
         if trial.state == TrialState.RUNNING:  # the cut hit Optuna's own final write: nobody else will close it
-            try:
-                self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass
-            trial = self.study._storage.get_trial(self._current_trial_id)
+            self._fail(trial.number)
+            trial = self._frozen(self._current_trial)
         if trial.state != TrialState.FAIL:
             return False
         retry_callback()(self.study, trial)
@@ -247,9 +256,9 @@ class Tuner:
                            best.value if best else None, best.params if best else None)
 
     def _requeue_interrupted(self) -> None:
-        if self._current_trial_id is None:
+        if self._current_trial is None:
             return
-        trial = self.study._storage.get_trial(self._current_trial_id)
+        trial = self._frozen(self._current_trial)
         if trial.state == TrialState.FAIL:
             retry_callback()(self.study, trial)
             logger.warning("interrupted: trial %d recorded as FAIL and re-queued; rerun to resume", trial.number)
@@ -263,7 +272,7 @@ class Tuner:
             trial.set_user_attr("surplus", True)
             raise _SurplusTrial()
         e = self.experiment
-        self._current_trial_id = trial._trial_id
+        self._current_trial = trial.number
         trial.set_user_attr("worker", self.worker)
         params = e.search_space.suggest(trial)
         inherited: dict[str, dict] = dict(trial.user_attrs.get("folds", {}))
@@ -271,43 +280,47 @@ class Tuner:
         trial.set_user_attr("seed", trial_seed)
         logger.info("trial %d params %s%s", trial.number, params,
                     f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")
-        run_id = self.results.start_run(
+        done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
+        with self.results.run(
             kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
             params=params, config=_config(e, self.sampler_name), seed=trial_seed, split_hash=e.splits.hash,
             provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
-        )
-        done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
-        reporter = PruningReporter(trial, e.protocol.max_epochs, e.protocol.num_folds)
+        ) as record:
+            reporter = PruningReporter(trial, e.protocol.max_epochs, e.protocol.num_folds)
 
-        def on_epoch(fold: int, row: dict) -> None:
-            # Inside fold 0 only (a resumed trial has reported it already); epoch 0 is the untrained model.
-            if fold == 0 and not done and row["epoch"] > 0 and row[f"val_{OBJECTIVE}"] is not None:
-                reporter.fold0_epoch(row["epoch"], row[f"val_{OBJECTIVE}"])
+            def on_epoch(fold: int, row: dict) -> None:
+                # Inside fold 0 only (a resumed trial has reported it already); epoch 0 is the untrained model.
+                if fold == 0 and not done and row["epoch"] > 0 and row[f"val_{OBJECTIVE}"] is not None:
+                    reporter.fold0_epoch(row["epoch"], row[f"val_{OBJECTIVE}"])
 
-        def on_fold_done(result: FoldResult) -> None:
-            self.results.record_fold(run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
-                                     result.seconds, result.best_metrics)
-            self.results.record_epochs(run_id, result.fold, result.curve)
-            self.results.record_proxy_diagnostics(run_id, result.fold, result.proxy_diagnostics)
-            done[result.fold] = _fold_summary(result)
-            trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
-            reporter.folds_done([d[OBJECTIVE] for d in done.values()])
+            def on_fold_done(result: FoldResult) -> None:
+                record.fold(result)
+                done[result.fold] = _fold_summary(result)
+                trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
+                reporter.folds_done([d[OBJECTIVE] for d in done.values()])
 
-        todo = [f for f in range(e.protocol.num_folds) if f not in done]
-        try:
-            run_folds(e.trainer(params, on_epoch=on_epoch), e.fold_run, seed=trial_seed, folds=todo,
-                      on_fold_done=on_fold_done)
-        except optuna.TrialPruned:
-            self.results.finish_run(run_id, "pruned")
-            logger.info("trial %d pruned after %d folds%s", trial.number, len(done), "" if done else " (inside fold 0)")
-            raise
-        except BaseException:
-            self.results.finish_run(run_id, "failed")
-            raise
-        value = sum(d[OBJECTIVE] for d in done.values()) / len(done)
-        self.results.finish_run(run_id, "complete", objective=value)
+            todo = [f for f in range(e.protocol.num_folds) if f not in done]
+            try:
+                run_folds(e.trainer(params, on_epoch=on_epoch), e.fold_run, seed=trial_seed, folds=todo,
+                          on_fold_done=on_fold_done)
+            except optuna.TrialPruned:
+                record.finish("pruned")
+                logger.info("trial %d pruned after %d folds%s", trial.number, len(done),
+                            "" if done else " (inside fold 0)")
+                raise
+            value = sum(d[OBJECTIVE] for d in done.values()) / len(done)
+            record.finish("complete", objective=value)
         logger.info("trial %d: mean validation MAP@R %.4f", trial.number, value)
         return value
+
+
+def check_compatible(attrs: dict, experiment: Experiment, name: str) -> None:
+    """Refuse to add to, or test, study ``name`` (its user attributes ``attrs``) if it was created on another split
+    of the data, under other protocol settings or with another version of a plugin loss's code."""
+    check_split_hash(attrs.get("split_hash", experiment.splits.hash), experiment.splits.hash)
+    if "protocol" in attrs:
+        check_same_protocol(attrs["protocol"], experiment.protocol, name)
+    check_same_code(attrs.get("loss_code_sha256"), experiment.search_space, name)
 
 
 def _fold_summary(result: FoldResult) -> dict:

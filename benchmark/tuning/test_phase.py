@@ -15,13 +15,10 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from benchmark.config import Protocol, check_same_protocol
-from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
 from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.evaluation.registry import OBJECTIVE
-from benchmark.search_space import SearchSpace, check_same_code
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
@@ -30,7 +27,7 @@ from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs
 from benchmark.tuning.storage import open_storage
-from benchmark.tuning.study import study_name
+from benchmark.tuning.study import check_compatible, study_name
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +35,14 @@ logger = logging.getLogger(__name__)
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 
 
-def best_params(storage_url: str, name: str, split_hash: str, protocol: Protocol, space: SearchSpace) -> dict:
+def best_params(storage_url: str, name: str, experiment: Experiment) -> dict:
     """The best trial's parameters, after checking the study was tuned on the same split of the same data, under
-    the same protocol settings."""
+    the same protocol settings, with the same loss code."""
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     except KeyError:
         raise UserError(f"no study {name!r} in {redact_url(storage_url)}; run `benchmark tune` first") from None
-    check_split_hash(study.user_attrs.get("split_hash", split_hash), split_hash)
-    if "protocol" in study.user_attrs:
-        check_same_protocol(study.user_attrs["protocol"], protocol, name)
-    check_same_code(study.user_attrs.get("loss_code_sha256"), space, name)
+    check_compatible(study.user_attrs, experiment, name)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study {name!r} has no completed trial yet; run `benchmark tune` first")
     return dict(study.best_trial.params)
@@ -89,7 +83,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
         params = {**e.search_space.defaults(), **fixed}
     else:
         # Parameters the search did not vary are not in the trial's params: they keep the search space's value.
-        params = {**e.search_space.defaults(), **best_params(storage_url, name, e.splits.hash, e.protocol, e.search_space)}
+        params = {**e.search_space.defaults(), **best_params(storage_url, name, e)}
     results = ResultsStore(results_url)
     close_abandoned_runs(results, name)  # a reproduction a killed `test` left "running" is retrained below
     done = results.completed_reproductions(name)
@@ -101,27 +95,17 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
             continue
         logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
         rep_seed = derive_seed(seed, _REPRODUCTION_SEED_OFFSET + reproduction)
-        run_id = results.start_run(
-            kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
-            params=params, config={"protocol": e.protocol.to_dict(), "weights": e.weights,
-                                   "split_scheme": e.splits.scheme,
-                                   "loss_code_sha256": e.search_space.code_sha256},
-            seed=rep_seed, split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
-            reproduction=reproduction,
-        )
-        try:
+        config = {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
+                  "loss_code_sha256": e.search_space.code_sha256}
+        with results.run(kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name,
+                         protocol=e.protocol.label, params=params, config=config, seed=rep_seed,
+                         split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
+                         reproduction=reproduction) as record:
             folds = run_folds(trainer, e.fold_run, seed=rep_seed)
             for fold in folds:
-                results.record_fold(run_id, fold.fold, fold.status, fold.best_epoch, fold.epochs_trained,
-                                    fold.seconds, fold.best_metrics)
-                results.record_epochs(run_id, fold.fold, fold.curve)
-                results.record_proxy_diagnostics(run_id, fold.fold, fold.proxy_diagnostics)
+                record.fold(fold)
             metrics = evaluate_test(trainer, [f.state for f in folds], test_set, e.recall_at)
-        except BaseException:
-            results.finish_run(run_id, "failed")
-            raise
-        results.record_test_metrics(run_id, name, e.dataset_name, e.loss_name, e.protocol.label, reproduction,
-                                    rep_seed, metrics)
+            record.test_metrics(reproduction, rep_seed, metrics)
         logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
                     metrics["separated_128"][OBJECTIVE], metrics["concatenated_512"][OBJECTIVE])
     summary = summarize_test_results(results_url)
