@@ -78,3 +78,25 @@ def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
 def test_quick_and_full_measure_pruning_as_stated_50_trial_studies_over_at_least_5_seeds():
     for preset in (PRESETS["quick"], PRESETS["full"]):
         assert preset.pruning_trials == 50 and len(preset.pruning_seeds) >= 5
+
+
+def test_gpu_check_runs_its_code_path_on_the_cpu_at_tiny_sizes(tmp_path, capsys):
+    from benchmark.cli import main
+
+    out = tmp_path / "perf-gpu.json"
+    assert main(["-q", "perf", "--gpu", "--tiny", "--device", "cpu", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["gpu_result_produced"] is False and "not a GPU result" in data["note"]
+    assert set(data["training"]) == {"fp32", "bf16"}
+    for precision, r in data["training"].items():
+        assert r["precision"] == precision and r["trunk"] == "bninception" and r["batchnorm"] == "frozen_stats"
+        assert r["trainer_steps_per_second"] > 0 and r["bare_steps_per_second"] > 0 and r["trainer_over_bare_time"] > 0
+    assert data["evaluation"]["seconds"]["cpu"] > 0 and data["evaluation"]["faiss_gpu_available"] is False
+    assert "not a GPU result" in capsys.readouterr().out
+
+
+def test_gpu_check_at_mlrc_sizes_needs_a_gpu(tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["perf", "--gpu", "--device", "cpu", "--json", str(tmp_path / "x.json")]) == 2
+    assert "add --tiny" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

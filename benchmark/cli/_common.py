@@ -61,6 +61,9 @@ def add_experiment_args(parser, *, loss: bool = True) -> None:
     parser.add_argument("--split-scheme", default="mlrc", choices=("mlrc", "kfold"),
                         help="mlrc: the paper's fold rotation; kfold: plain rotation, NOT comparable with MLRC")
     parser.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model's forward pass (opt-in; for long GPU runs: compiling takes "
+                        "a minute or more per fold)")
     parser.add_argument("--batch-sampler", default=None, metavar="NAME",
                         help="how training batches are drawn: m_per_class (MLRC, default) or representative (fixed "
                         "class representatives with hard-class mining; its period and hard_class_share become "
@@ -115,6 +118,7 @@ def experiment_from_args(args):
         weights=weights,
         split_scheme=args.split_scheme,
         num_workers=args.workers,
+        compile=args.compile,
     )
 
 

@@ -20,8 +20,14 @@ def register(subparsers) -> None:
     size.add_argument("--quick", action="store_true",
                       help="smaller sizes, a few minutes on a CPU")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes, seconds; the figures mean nothing")
-    parser.add_argument("--json", type=Path, default=Path("results/perf.json"),
-                        help="where to write the results (default: results/perf.json)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the results (default: results/perf.json, with --gpu results/perf-gpu.json)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="the prepared GPU check instead: MLRC-sized training steps (BN-Inception, 227 px, batch "
+                        "32, fp32 and bf16) against a bare loop, device utilisation and peak memory, evaluation at "
+                        "60k x 128 with faiss on the GPU vs the CPU (a few minutes on one GPU); with --tiny on a CPU "
+                        "it runs the same code at smoke-test sizes")
+    parser.add_argument("--device", default="auto", help="for --gpu: auto, cuda, cuda:N or cpu (default: auto)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]",
                         help="run only these of: evaluation, validation, training_loop, fold_throughput, image_pipeline, pruning")
     parser.set_defaults(func=_perf)
@@ -30,6 +36,9 @@ def register(subparsers) -> None:
 def _perf(args) -> int:
     from benchmark.perf import suite
 
+    if args.gpu:
+        return _gpu_check(args)
+    args.json = args.json or Path("results/perf.json")
     settings = suite.PRESETS["tiny" if args.tiny else "quick" if args.quick else "full"]
     if args.only:
         sections = tuple(part.strip() for part in args.only.split(",") if part.strip())
@@ -44,4 +53,24 @@ def _perf(args) -> int:
     suite.write_json(results, args.json)
     print(suite.table(results))
     print(f"\nwritten to {args.json}")
+    return 0
+
+
+def _gpu_check(args) -> int:
+    from benchmark.perf import gpu, suite
+    from benchmark.training.device import resolve_device
+
+    if args.quick or args.only:
+        raise UserError("--gpu takes --tiny, --device and --json only")
+    device = resolve_device(args.device)
+    if device.type != "cuda" and not args.tiny:
+        raise UserError(f"--gpu on {device}: MLRC sizes need a CUDA device; add --tiny to run the same code at "
+                        "smoke-test sizes on the CPU")
+    path = args.json or Path("results/perf-gpu.json")
+    if path.exists() and path.is_dir():
+        raise UserError(f"--json {path} is a directory; expected a file path")
+    results = gpu.run(device, gpu.SIZES["tiny" if args.tiny else "mlrc"])
+    suite.write_json(results, path)
+    print(gpu.table(results))
+    print(f"\nwritten to {path}")
     return 0

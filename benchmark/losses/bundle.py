@@ -70,8 +70,14 @@ class LossBundle:
             return self.loss(embeddings, labels, indices)
 
     def _check_labels(self, labels: torch.Tensor) -> None:
-        # An out-of-range label would index past the class weights: on a GPU that is an opaque device-side assert.
-        if ((labels < 0) | (labels >= self.num_classes)).any():
+        # An out-of-range label would index past the class weights. On a GPU, reading the check's result would stall
+        # every step until the device catches up; there an asynchronous device assertion fails instead (the
+        # trainer's labels are 0..C-1 by construction, see fold_data), and the readable message is the CPU's.
+        outside = (labels < 0) | (labels >= self.num_classes)
+        if labels.device.type != "cpu":
+            torch._assert_async(~outside.any(), "labels must be remapped to 0..num_classes-1 for this loss")
+            return
+        if outside.any():
             raise ValueError(
                 f"labels must be remapped to 0..{self.num_classes - 1} for this loss, got "
                 f"{int(labels.min())}..{int(labels.max())}"

@@ -23,8 +23,25 @@ class EmbeddingModel(nn.Module):
         return self.embedder(self.trunk(x))
 
 
-def _keep_in_eval(module: nn.Module, _inputs) -> None:
-    module.training = False
+class _EvalModeBatchNorm:
+    """Mixed into a BatchNorm class: ``train()`` leaves the layer in eval mode, so it always normalises with its
+    running statistics and never updates them. Unlike a forward pre-hook that resets ``training`` before each call,
+    the mode is fixed outside the forward pass, which ``torch.compile`` can trace without graph breaks."""
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
+_FROZEN_CLASSES: dict[type, type] = {}
+
+
+def _frozen_class(cls: type) -> type:
+    """``cls`` with :class:`_EvalModeBatchNorm` mixed in (same layout, parameters, buffers and state-dict keys)."""
+    if issubclass(cls, _EvalModeBatchNorm):
+        return cls
+    if cls not in _FROZEN_CLASSES:
+        _FROZEN_CLASSES[cls] = type(f"EvalMode{cls.__name__}", (_EvalModeBatchNorm, cls), {})
+    return _FROZEN_CLASSES[cls]
 
 
 def _batchnorm_layers(model: nn.Module):
@@ -36,13 +53,12 @@ def freeze_batchnorm_statistics(model: nn.Module) -> nn.Module:
     affine weights still train.
 
     This is pytorch-metric-learning's ``freeze_trunk_batchnorm`` (``set_layers_to_eval("BatchNorm")`` after every
-    ``set_to_train``), which powerful-benchmarker switched on for MLRC. Here each layer is put in eval mode and
-    re-put there before every forward pass, so a later ``model.train()`` cannot switch batch statistics back on.
+    ``set_to_train``), which powerful-benchmarker switched on for MLRC. Here each layer becomes an eval-mode class
+    (:class:`_EvalModeBatchNorm`), so a later ``model.train()`` cannot switch batch statistics back on.
     """
     for module in _batchnorm_layers(model):
+        module.__class__ = _frozen_class(type(module))
         module.eval()
-        if _keep_in_eval not in module._forward_pre_hooks.values():
-            module.register_forward_pre_hook(_keep_in_eval)
     return model
 
 

@@ -44,10 +44,10 @@ class Settings:
 
 
 # Pruning pool folds: short, validated every epoch, early stopping active, so curves differ in length as in MLRC.
-_POOL_FOLDS = {"iterations_per_epoch": 3, "max_epochs": 6, "save_interval": 1, "patience": 2}
+_POOL_FOLDS = {"iterations_per_epoch": 6, "max_epochs": 8, "save_interval": 1, "patience": 3}
 _PRUNING_NOTE = ("pruning: a replay of {pool} configurations trained for real (synthetic 60x12, quick protocol cut to "
-                 "3 steps x up to 6 epochs per fold, validated every epoch) in 50-trial random orders over {seeds} "
-                 "seeds; the sampler's own steering is not part of the figure")
+                 "6 steps x up to 8 epochs per fold, validated every epoch, patience 3) in 50-trial random orders over "
+                 "{seeds} seeds; the sampler's own steering is not part of the figure")
 
 PRESETS = {
     "full": Settings(
@@ -60,10 +60,10 @@ PRESETS = {
         name="quick", evaluation=((8000, 512, 100), (20000, 128, 3700)), evaluation_repeats=2,
         training_steps=10, training_repeats=10, images=200, image_repeats=3,
         # Pruning: the full trial budget and seeds (replaying is cheap), a smaller pool.
-        pruning_size="60x12", pruning_pool=16, pruning_trials=50, pruning_seeds=tuple(range(20)),
+        pruning_size="60x12", pruning_pool=12, pruning_trials=50, pruning_seeds=tuple(range(20)),
         pruning_protocol=_POOL_FOLDS,
         notes=("evaluation: the SOP-sized case is reduced from 60k x 128 / ~11k classes to 20k x 128 / ~3.7k",
-               _PRUNING_NOTE.format(pool=16, seeds=20)),
+               _PRUNING_NOTE.format(pool=12, seeds=20)),
     ),
     # For the smoke test: every code path in seconds; the figures mean nothing.
     "tiny": Settings(

@@ -38,13 +38,14 @@ class Experiment:
     device: torch.device
     weights: str
     num_workers: int | None = None
+    compile: bool = False  # torch.compile the model's forward (FoldTrainer)
     # One decoded-image cache for every trial and fold of the experiment: a new one per trial would start with an
     # empty memo and re-read every image from disk.
     _cache: DecodedImageCache | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
-               split_scheme="mlrc", num_workers=None) -> "Experiment":
+               split_scheme="mlrc", num_workers=None, compile=False) -> "Experiment":
         # The batch sampler's own hyperparameters (e.g. the representatives' period) are searched with the loss's.
         extra = batch_sampler_space(protocol.batch_sampler)
         clash = sorted(set(extra) & set(search_space.params))
@@ -64,6 +65,7 @@ class Experiment:
             device=device,
             weights=weights,
             num_workers=num_workers,
+            compile=compile,
         )
 
     @property
@@ -89,4 +91,5 @@ class Experiment:
             weights=self.weights,
             num_workers=self.num_workers,
             on_epoch=on_epoch,
+            compile=self.compile,
         )

@@ -104,6 +104,7 @@ class FoldTrainer:
         weights: str = "none",
         num_workers: int | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
+        compile: bool = False,
     ):
         self.protocol = protocol
         self.loss_name = loss_name
@@ -113,6 +114,12 @@ class FoldTrainer:
         self.weights = weights
         self.num_workers = num_workers if num_workers is not None else _default_workers(device)
         self.on_epoch = on_epoch
+        # torch.compile of the model's forward (opt-in: compiling costs a minute or more per fold's first steps and
+        # pays on long GPU runs). Checkpoints and metrics are the uncompiled model's, so results stay comparable.
+        self.compile = compile
+        if device.type == "cuda":
+            # Fixed input sizes (crops of one size, batch 32): let cuDNN pick the fastest convolution algorithms.
+            torch.backends.cudnn.benchmark = True
 
     # -- building blocks -------------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
@@ -189,6 +196,7 @@ class FoldTrainer:
         started = time.perf_counter()
         seed_everything(seed)
         model, bundle = self.build(data.num_train_classes)
+        forward = torch.compile(model) if self.compile else model  # the same parameters; state_dict from `model`
         schedule = build_schedule(self.params, bundle)
         schedule.start(bundle, data.num_train_classes)
         optimizers = self.optimizers(model, bundle)
@@ -208,7 +216,7 @@ class FoldTrainer:
                 run.status = "nonfinite_loss"
                 logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold, loss, epoch)
             elif validate:
-                metrics = self.validate(model, val_loader)
+                metrics = self.validate(forward, val_loader)
                 run.consider(epoch, metrics, lambda: _snapshot(model, bundle))
                 if bundle.has_proxies:
                     run.diagnostics.append({"epoch": epoch, **proxy_cosine_summary(bundle.class_proxies())})
@@ -218,7 +226,7 @@ class FoldTrainer:
 
         def train_epoch() -> tuple[float, float | None]:
             scale = bundle.get_scale() if bundle.scale_name else None  # the s this epoch trains with
-            loss = self._train_epoch(model, bundle, optimizers, scaler, train_loader, observers)
+            loss = self._train_epoch(forward, bundle, optimizers, scaler, train_loader, observers)
             return loss, scale
 
         epoch_done(0, None, bundle.get_scale() if bundle.scale_name else None, validate=True)

@@ -14,7 +14,10 @@ and are only drawn at random, so the first batches are random.
 The trainer feeds embeddings back through ``observe`` once per consumed batch. PyTorch iterates a batch sampler in
 the main process and delivers batches in the order it drew them, even with workers prefetching, so a FIFO of the
 drawn batches tells which classes each ``observe`` call belongs to. Prefetching means the ranking lags the model
-by a few batches, which the mining tolerates.
+by a few batches, which the mining tolerates. On a GPU the anchors' embeddings are copied to the host without
+waiting (pinned memory, a CUDA event), and the ranking uses a copy only once :data:`GPU_LAG` later batches have
+been observed: by then the copy has finished, so reading it never stalls the step in flight (a host sync at every
+step otherwise), and which embeddings a ranking sees does not depend on timing.
 
 PML's ``MPerClassSampler`` has no representatives and no feedback, hence this sampler.
 """
@@ -30,6 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import UserError
+
+
+GPU_LAG = 2
 
 
 class RepresentativeBatchSampler:
@@ -72,6 +78,7 @@ class RepresentativeBatchSampler:
         self._pending: deque[np.ndarray] = deque()  # the class ids of each drawn, not yet observed batch
         self._table: torch.Tensor | None = None  # classes x D, unit-length representative embeddings
         self._seen = torch.zeros(len(classes), dtype=torch.bool)
+        self._copies: deque[tuple[np.ndarray, torch.Tensor, object]] = deque()  # (classes, host tensor, CUDA event)
 
     def __len__(self) -> int:
         return self.iterations
@@ -98,7 +105,17 @@ class RepresentativeBatchSampler:
         chosen = self._pending.popleft()
         if embeddings.shape[0] != len(chosen) * self.m:
             raise RuntimeError(f"observe() got {embeddings.shape[0]} embeddings for a batch of {len(chosen) * self.m}")
-        anchors = F.normalize(embeddings[:: self.m].detach().to("cpu", torch.float32), dim=1)
+        anchors = F.normalize(embeddings[:: self.m].detach().float(), dim=1)
+        if anchors.device.type == "cuda":
+            host = torch.empty(anchors.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(anchors, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self._copies.append((chosen, host, done))
+        else:
+            self._record(chosen, anchors.cpu())
+
+    def _record(self, chosen: np.ndarray, anchors: torch.Tensor) -> None:
         if self._table is None:
             self._table = torch.zeros(len(self.classes), anchors.shape[1])
         # After a re-draw a class keeps its old representative's embedding until the new one is seen: both are
@@ -108,7 +125,15 @@ class RepresentativeBatchSampler:
         self._table[index] = anchors
         self._seen[index] = True
 
+    def _collect_copies(self) -> None:
+        """Apply the GPU copies older than the last :data:`GPU_LAG`, in order."""
+        while len(self._copies) > GPU_LAG:
+            chosen, host, done = self._copies.popleft()
+            done.synchronize()
+            self._record(chosen, host)
+
     def _choose_classes(self) -> np.ndarray:
+        self._collect_copies()
         first = int(self._rng.integers(len(self.classes)))
         chosen = [first]
         if self.hard_classes and self._seen[first]:
