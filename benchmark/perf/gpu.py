@@ -91,7 +91,7 @@ def _training(device: torch.device, sizes: GpuSizes, precision: str) -> dict:
     trainer = FoldTrainer(protocol, LOSS, PARAMS, device, cache=None, weights="none", num_workers=0)
     torch.manual_seed(0)
     model, bundle = trainer.build(100)
-    optimizers = trainer._optimizers(model, bundle)
+    optimizers = trainer.optimizers(model, bundle)
     scaler = trainer.grad_scaler()
     torch.manual_seed(0)
     bare = trainer.build_model()
