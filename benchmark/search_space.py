@@ -6,7 +6,8 @@ domain, unit, description), ``dataset_overrides`` (ranges that differ per datase
 parameter: the search range ``[low, high]`` that Optuna samples from, and the ``domain`` where the loss is defined
 at all. ``coerce`` accepts any value inside the domain, so ``run`` may try values the search never would.
 
-The files live in the repository's top-level ``search_spaces/``; ``$BENCHMARK_SEARCH_SPACES`` points elsewhere
+The files live in the repository's top-level ``search_spaces/``, which a wheel carries as ``benchmark/search_spaces/``;
+``$BENCHMARK_SEARCH_SPACES`` points elsewhere
 (e.g. for an installation without the repository).
 """
 
@@ -39,9 +40,15 @@ _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
 
 def default_directory() -> Path:
-    """``$BENCHMARK_SEARCH_SPACES``, else ``search_spaces/`` next to the ``benchmark`` package."""
+    """``$BENCHMARK_SEARCH_SPACES``, else the search spaces shipped with the package: ``benchmark/search_spaces/`` in
+    an installed wheel (the build maps the repository's top-level folder there), ``search_spaces/`` next to the
+    ``benchmark`` package in a source checkout."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "search_spaces"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    installed = package / "search_spaces"
+    return installed if installed.is_dir() else package.parent / "search_spaces"
 
 
 def available_losses(directory: Path | None = None) -> tuple[str, ...]:
