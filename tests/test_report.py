@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.offline
 import pytest
 
-from _report_helpers import sqlite_url, standard_database
+from _report_helpers import add_study, sqlite_url, standard_database
 from benchmark.cli import main
 from benchmark.report.html import at_bound
 from benchmark.results import ResultsStore
@@ -175,3 +175,14 @@ def test_budget_uses_the_study_total_when_recorded(tmp_path, capsys):
     optuna.load_study(study_name=name, storage=url).set_user_attr("total_trials", 8)
     assert main(["report", "--storage", url, "--format", "md"]) == 0
     assert "| triplet | 2/8 | - | - | - | - | - | - | 0.3846 |" in capsys.readouterr().out
+
+
+def test_best_parameter_bounds_are_the_ranges_the_study_searched(tmp_path):
+    # As after `tune --space beta=1:50`: the YAML says [0.01, 100], the study searched [1, 50].
+    url = sqlite_url(tmp_path / "narrow.db")
+    add_study(url, "cub200", "multi_similarity", [{"alpha": 20.0, "beta": 49.9}], [0.3],
+              ranges={"alpha": (0.001, 100.0, False), "beta": (1.0, 50.0, False)})
+    out = tmp_path / "index.html"
+    assert main(["report", "--storage", url, "--out", str(out)]) == 0
+    best = "".join(re.findall(r'<table class="best-params">(.*?)</table>', out.read_text(encoding="utf-8"), re.S))
+    assert re.search(r"<td>beta</td><td>49.9</td><td>\[1, 50\]</td><td><span class=\"bound\">at the upper", best)

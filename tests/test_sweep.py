@@ -100,8 +100,10 @@ def test_a_point_whose_trial_failed_is_trained_on_resume(tiny_env, tmp_path, mon
     monkeypatch.setattr(study_module, "run_folds", crash)
     experiment = experiment_from_args(args)
     grid = parse_grid(experiment.search_space, args.grid, {})
+    searched = experiment.search_space
     with pytest.raises(RuntimeError, match="simulated crash"):
         Sweep(experiment, url, url, grid=grid, seed=0).run()
+    assert experiment.search_space is searched  # the sweep worked on its own copy
     monkeypatch.setattr(study_module, "run_folds", real_run_folds)
 
     sweep = Sweep(experiment_from_args(args), url, url, grid=grid, seed=0)

@@ -19,7 +19,6 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
-from benchmark.errors import UserError
 from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
 from benchmark.report.perf import perf_section
@@ -27,7 +26,6 @@ from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
 from benchmark.report.sweeps import sweeps_section
 from benchmark.report.tables import COLUMNS, best_rows, budget, cell, groups, header_labels, reference
-from benchmark.search_space import load_search_space
 
 logger = logging.getLogger(__name__)
 
@@ -210,16 +208,14 @@ def _importances(s: StudyData, n_complete: int, figures: _Figures) -> str:
 
 
 def _best_params(s: StudyData) -> str:
-    try:
-        space = load_search_space(s.loss, s.dataset).params
-    except UserError as error:
-        space = {}
-        logger.debug("no search space for %s on %s: %s", s.loss, s.dataset, error)
+    # The ranges the study searched (its trials' distributions), not today's YAML: ``tune --space`` may have
+    # narrowed or widened them, and the files may have changed since.
+    distributions = s.study.best_trial.distributions
     rows = []
     for name, value in sorted((s.best_params or {}).items()):
-        spec = space.get(name)
+        spec = distributions.get(name)
         bounds, flag = "-", ""
-        if spec is not None and spec.low is not None and spec.high is not None:
+        if isinstance(spec, (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)):
             bounds = f"[{spec.low:g}, {spec.high:g}]{' log' if spec.log else ''}"
             side = at_bound(value, spec.low, spec.high, spec.log)
             if side:

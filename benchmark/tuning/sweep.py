@@ -126,7 +126,8 @@ class Sweep:
         from benchmark.tuning.study import Tuner
 
         self.grid = grid
-        experiment.search_space = sweep_space(experiment.search_space, grid)
+        # A copy: the caller's experiment keeps its own search space.
+        experiment = replace(experiment, search_space=sweep_space(experiment.search_space, grid))
         # GridSampler picks among the unvisited points at random; seeding it per process keeps two workers on one
         # sweep from picking the same point.
         sampler = optuna.samplers.GridSampler({n: list(v) for n, v in grid.values.items()},
