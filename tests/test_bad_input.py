@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from _pg import pg_url  # noqa: F401 - the fixture
 from _results_helpers import RUN_IDENTITY, both_modes
 from _tiny import run_benchmark
 from benchmark.cli import main
@@ -197,3 +198,111 @@ def test_changed_split_hash_is_refused_before_training(tiny_env, tmp_path, monke
     code = main([*TUNE, "--storage", url, "--trials", "1"])
     check_one_error(code, capsys.readouterr().err, "split hash changed")
     assert optuna.load_study(study_name="synthetic-proxy_anchor-quick", storage=url).get_trials() == []
+
+
+def _foreign_sqlite(path: Path, wal: bool = False) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    if wal:
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    connection.execute("INSERT INTO notes (body) VALUES ('mine')")
+    connection.commit()
+    connection.close()
+
+
+def _clashing_sqlite(path: Path) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE trials (id INTEGER PRIMARY KEY, body TEXT)")  # Optuna's name, not its columns
+    connection.commit()
+    connection.close()
+
+
+STORAGE_FILES = {
+    "text file": (lambda p: p.write_text("just some text\n"), "db.sqlite", "is not a SQLite database"),
+    "foreign sqlite": (_foreign_sqlite, "db.sqlite", "another application's database (tables: notes)"),
+    "foreign sqlite in WAL mode": (lambda p: _foreign_sqlite(p, wal=True), "db.sqlite", "another application's"),
+    "clashing sqlite": (_clashing_sqlite, "db.sqlite", "table trials in"),
+    "corrupt journal": (lambda p: p.write_text("{not json\n"), "j.log", "is corrupt: line 1"),
+    "journal of wrong records": (lambda p: p.write_text('{"op_code": 0}\n'), "j.log", "corrupt"),
+    "binary journal": (lambda p: p.write_bytes(b"\xff\xfe\x00garbage\n"), "j.log", "corrupt"),
+}
+STORAGE_COMMANDS = {
+    "tune": [*TUNE, "--trials", "1"],
+    "test": ["test", *TUNE[1:], "--reproductions", "1"],
+    "status": ["status"],
+    "report": ["report", "--format", "md"],
+    "db init": ["db", "init"],
+}
+
+
+@pytest.mark.parametrize("command", STORAGE_COMMANDS.values(), ids=STORAGE_COMMANDS.keys())
+@pytest.mark.parametrize("make,name,expected", STORAGE_FILES.values(), ids=STORAGE_FILES.keys())
+def test_storage_of_another_kind_is_left_byte_identical(make, name, expected, command, tiny_env, tmp_path,
+                                                        monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / name
+    make(path)
+    url = f"journal:///{path}" if name.endswith(".log") else f"sqlite:///{path}"
+    results = ["--results-db", f"sqlite:///{tmp_path}/results.db"] if name.endswith(".log") else []
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code = main([*command, "--storage", url, *results])
+    err = capsys.readouterr().err
+    if command[0] in ("status", "report") and name.endswith(".log"):
+        expected = "no database at"  # the journal's results database does not exist: refused first
+    check_one_error(code, err, expected)
+    assert "rerun" not in err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # byte-identical, no -wal/-shm, no lock file
+
+
+def test_read_only_commands_leave_no_wal_files_next_to_a_committed_database(tmp_path, monkeypatch, capsys):
+    committed = Path(__file__).resolve().parent.parent / "results" / "scale-demo.db"
+    copy = tmp_path / "committed" / "scale-demo.db"
+    copy.parent.mkdir()
+    shutil.copyfile(committed, copy)
+    before = copy.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{copy}"
+    assert main(["status", "--storage", url]) == 0
+    assert main(["report", "--storage", url, "--format", "md"]) == 0
+    assert "proxy_anchor" in capsys.readouterr().out
+    assert main(["report", "--storage", url, "--out", str(tmp_path / "r.html")]) == 0
+    assert [p.name for p in copy.parent.iterdir()] == ["scale-demo.db"] and copy.read_bytes() == before
+
+
+def test_postgres_of_another_schema_or_without_privileges(pg_url, tiny_env, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.chdir(tmp_path)
+    admin = create_engine(make_url(pg_url).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE TABLE studies (id INTEGER, note TEXT)"))  # Optuna's name, another schema
+    code = main([*TUNE, "--trials", "1", "--storage", pg_url])
+    check_one_error(code, capsys.readouterr().err, "table studies in")
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars().all() == [
+            "studies"]  # nothing created next to it
+        conn.execute(text("DROP TABLE studies"))
+    assert main(["-q", "db", "init", "--storage", pg_url]) == 0
+    role = "bm_test_reader_" + make_url(pg_url).database[-6:]
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))  # may see the tables, not read or write them
+    capsys.readouterr()
+    try:
+        for command in ([*TUNE, "--trials", "1"], ["status"], ["report", "--format", "md"]):
+            code = main([*command, "--storage", make_url(pg_url).set(username=role).render_as_string(False)])
+            err = capsys.readouterr().err
+            check_one_error(code, err, "permission denied")
+            assert "rerun" not in err
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"REVOKE ALL ON SCHEMA public FROM {role}"))
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()

@@ -136,15 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        from benchmark.results.db import database_error, driver_message
+        from benchmark.results.db import database_error, driver_message, is_transient
 
-        lost = database_error(error)
-        if lost is None:
+        failed = database_error(error)
+        if failed is None:
             raise
-        # A database that stayed unreachable (wait_for_server_restarts gave up) or refused a query: say so in one
-        # line; finished trials and reproductions are stored, the interrupted one is re-queued on rerun.
-        print(f"error: database error: {redact(driver_message(lost))}; rerun the same command to resume",
-              file=sys.stderr)
+        message = redact(driver_message(failed))
+        if not is_transient(failed):
+            # Another application's tables, missing privileges, a read-only or full disk: a rerun would fail alike.
+            print(f"error: the database refused a query: {message}; expected a benchmark database this user may "
+                  "read and write (see --storage)", file=sys.stderr)
+            return 2
+        # A database that stayed unreachable (wait_for_server_restarts gave up): finished trials and reproductions
+        # are stored, the interrupted one is re-queued on rerun.
+        print(f"error: database error: {message}; rerun the same command to resume", file=sys.stderr)
         return 1
 
 

@@ -86,7 +86,7 @@ def collect(storage_url: str, results_url: str) -> ReportData:
 
 
 def _studies(storage_url: str) -> list[StudyData]:
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, read_only=True)
     found = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)

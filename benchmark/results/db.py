@@ -90,14 +90,19 @@ def driver_errors(url: str, parsed: URL) -> Iterator[None]:
 def make_engine(url: str, *, write: bool, json_serializer: Callable | None = None) -> Engine:
     """An engine for ``url`` that has connected once; bad URLs raise a one-line UserError with the URL redacted.
 
-    ``write=False`` (the read API) refuses a missing SQLite file instead of creating an empty one.
+    ``write=False`` (the read API) refuses a missing SQLite file instead of creating an empty one, and opens a SQLite
+    file read-only. A database of another application is refused before anything is written to it.
     """
     parsed = parse_url(url)
-    if is_sqlite_file(parsed):
+    sqlite_file = is_sqlite_file(parsed)
+    if sqlite_file:
         prepare_sqlite_file(parsed, url, write=write)
+        check_sqlite_file(parsed, url)
     options = engine_options(parsed)
     if json_serializer is not None:
         options["json_serializer"] = json_serializer
+    if sqlite_file and not write:
+        options["creator"] = read_only_sqlite(Path(parsed.database))
     with driver_errors(url, parsed):
         engine = create_engine(parsed, **options)
     sqlite = parsed.get_backend_name() == "sqlite"
@@ -106,12 +111,100 @@ def make_engine(url: str, *, write: bool, json_serializer: Callable | None = Non
     try:
         with user_errors(url, "cannot connect to the database"), engine.connect() as conn:
             conn.execute(select(1))
+            if not sqlite_file:  # a SQLite file was checked above, before any connection could change it
+                check_schema(conn, url, whole_file=False)
     except UserError:
         engine.dispose()
         raise
     if not sqlite:
         wait_for_server_restarts(engine)
     return engine
+
+
+# ---- whose database is it ---------------------------------------------------------------------------------------
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _expected_tables() -> dict[str, set[str]]:
+    """Table -> columns of everything this program creates: Optuna's tables and the results tables."""
+    from optuna.storages._rdb.models import BaseModel
+
+    from benchmark.results.schema import Base
+
+    return {table.name: {column.name for column in table.columns}
+            for metadata in (BaseModel.metadata, Base.metadata) for table in metadata.tables.values()}
+
+
+def check_sqlite_file(parsed: URL, url: str) -> set[str]:
+    """An existing SQLite file must be a SQLite database of this program (or empty): checked read-only, before
+    SQLAlchemy or Optuna open it, so that another application's file is left byte-identical (no tables, no WAL).
+    Returns the tables it holds."""
+    path = Path(parsed.database)
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return set()  # a new database
+    except OSError as error:
+        raise UserError(f"cannot read the database {redact_url(url)}: {error.strerror}") from None
+    if not header:
+        return set()  # an empty file is a new database to SQLite
+    if not header.startswith(_SQLITE_MAGIC):
+        raise UserError(f"{path} is not a SQLite database (from {redact_url(url)}); expected a database file made by "
+                        "benchmark, or a path where one can be created")
+    engine = create_engine("sqlite://", creator=read_only_sqlite(path))
+    try:
+        with user_errors(url, "cannot read the database"), engine.connect() as conn:
+            return check_schema(conn, url, whole_file=True)
+    finally:
+        engine.dispose()
+
+
+def check_schema(conn, url: str, *, whole_file: bool) -> set[str]:
+    """Tables named like ours must have our columns; ``whole_file`` (a SQLite file): a file with tables, none of
+    them ours, belongs to another application. Returns the tables present."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    present = set(inspector.get_table_names())
+    expected = _expected_tables()
+    ours = present & set(expected)
+    if whole_file and present and not ours:
+        shown = ", ".join(sorted(present)[:5]) + (", ..." if len(present) > 5 else "")
+        raise UserError(f"{redact_url(url)} is another application's database (tables: {shown}); expected a "
+                        "benchmark database or a new file")
+    for table in sorted(ours):
+        missing = expected[table] - {column["name"] for column in inspector.get_columns(table)}
+        if missing:
+            raise UserError(f"table {table} in {redact_url(url)} lacks the columns {', '.join(sorted(missing))}: the "
+                            "database belongs to another application or an incompatible version; expected a "
+                            "benchmark database or a new one")
+    return present
+
+
+def read_only_sqlite(path: Path) -> Callable:
+    """A connection factory that opens ``path`` read-only and leaves no ``-wal``/``-shm`` files next to it.
+
+    A read-only connection to a WAL-mode database creates (and cannot remove) those files; ``immutable`` avoids
+    that. It is used only when no ``-wal`` file exists, i.e. no writer is in the middle of a session; otherwise the
+    files are there already and a plain read-only connection sees the writer's committed transactions."""
+    import sqlite3
+
+    wal_mode = False
+    try:
+        with path.open("rb") as f:
+            header = f.read(20)
+        wal_mode = len(header) == 20 and header[18] == 2 and header[19] == 2
+    except OSError:
+        pass
+    immutable = wal_mode and not path.with_name(path.name + "-wal").exists()
+    uri = f"{path.resolve().as_uri()}?{'immutable=1' if immutable else 'mode=ro'}"
+
+    def connect():
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+
+    return connect
 
 
 def retry_creation(create: Callable[[], T]) -> T:
@@ -221,17 +314,31 @@ def user_errors(url: str, what: str) -> Iterator[None]:
         raise UserError(f"{what} {redact_url(url)}: {first_line(error.orig, url)}") from None
 
 
-def database_error(error: BaseException | None) -> OperationalError | None:
+def database_error(error: BaseException | None) -> DBAPIError | None:
     """The database error behind ``error`` (Optuna may wrap it, or raise another while handling it), or None.
 
     Its ``connection_invalidated`` tells a connection cut mid-query (a server restart) from a refused query."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OperationalError):
+        if isinstance(error, DBAPIError):
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+# What drivers say when the server is away or busy: worth a rerun, unlike a refused query (no privilege, another
+# schema, a read-only file), which a rerun repeats.
+_TRANSIENT = ("could not connect", "connection refused", "server closed the connection", "terminating connection",
+              "connection to server", "connection timed out", "timeout expired", "database is locked",
+              "could not translate host name", "the database system is", "lost connection", "gone away")
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """A database that was unreachable or busy (a rerun resumes), rather than one that refused the query."""
+    text = driver_message(error).lower()
+    return error.connection_invalidated or (isinstance(error, OperationalError)
+                                            and any(word in text for word in _TRANSIENT))
 
 
 def driver_message(error: DBAPIError) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.results import ResultsStore
+from benchmark.results import load_runs
 from benchmark.tuning.storage import open_storage
 
 
 def study_statuses(storage_url: str, results_url: str) -> list[dict]:
-    storage = open_storage(storage_url)
-    results = ResultsStore(results_url)
+    # Read-only throughout: status creates no tables and, on a SQLite file, no -wal/-shm files.
+    storage = open_storage(storage_url, read_only=True)
+    runs = load_runs(results_url)
+    tests = runs[(runs["kind"] == "test") & (runs["status"] == "complete") & runs["reproduction"].notna()]
+    reproductions = tests.groupby("study_name")["reproduction"].nunique().to_dict()
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -24,6 +27,6 @@ def study_statuses(storage_url: str, results_url: str) -> list[dict]:
             "failed": states.count(TrialState.FAIL),
             "running": states.count(TrialState.RUNNING) + states.count(TrialState.WAITING),
             "best_value": max(complete) if complete else None,
-            "test_reproductions": len(results.completed_reproductions(summary.study_name)),
+            "test_reproductions": int(reproductions.get(summary.study_name, 0)),
         })
     return sorted(rows, key=lambda r: r["study"])
