@@ -167,27 +167,14 @@ def parse_setting(key: str, text: str):
 
 
 def _validate(protocol: Protocol) -> None:
-    from benchmark.data.samplers import BATCH_SAMPLERS
-    from benchmark.models.embedder import BATCHNORM_MODES
-    from benchmark.models.precision import PRECISIONS
-    from benchmark.models.trunks import TRUNKS
-
+    """Types, domains and consistency of the settings. The names of trunks, batch samplers, BatchNorm modes and
+    precisions belong to the registries above this module: the CLI checks them (``cli._common.protocol_from_args``)."""
     for field in fields(Protocol):
         value, kind = getattr(protocol, field.name), _kind(field)
         check, expected = _DOMAINS.get(field.name, _TYPE_DOMAINS[kind])
         if not _IS_TYPE[kind](value) or not check(value):
             shown = ",".join(f"{x:g}" for x in value) if kind == "tuple" and _IS_TYPE[kind](value) else value
             raise UserError(f"protocol setting {field.name}={shown} is out of range; expected {expected}")
-    if protocol.batchnorm not in BATCHNORM_MODES:
-        raise UserError(f"unknown batchnorm setting {protocol.batchnorm!r}; expected one of: "
-                        f"{', '.join(BATCHNORM_MODES)}")
-    if protocol.precision not in PRECISIONS:
-        raise UserError(f"unknown precision {protocol.precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    if protocol.trunk not in TRUNKS:
-        raise UserError(f"unknown trunk {protocol.trunk!r}; expected one of: {', '.join(TRUNKS)}")
-    if protocol.batch_sampler not in BATCH_SAMPLERS:
-        raise UserError(f"unknown batch sampler {protocol.batch_sampler!r}; expected one of: "
-                        f"{', '.join(BATCH_SAMPLERS)}")
     if protocol.batch_size % protocol.m_per_class:
         raise UserError(
             f"batch size {protocol.batch_size} is not a multiple of m_per_class {protocol.m_per_class}"

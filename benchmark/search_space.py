@@ -228,15 +228,11 @@ def check_same_code(stored: str | None, space: SearchSpace, study: str) -> None:
 
 
 def load_search_space(loss: str, dataset: str, directory: Path | None = None) -> SearchSpace:
-    """The search space of ``loss`` with ``dataset``'s overrides and defaults applied."""
+    """The search space of built-in loss ``loss`` (its file in the search-space folder) with ``dataset``'s overrides
+    and defaults applied; ``benchmark.losses.spaces.load_loss_space`` also finds plugin losses'."""
     directory = Path(directory) if directory is not None else default_directory()
     path = directory / f"{loss}.yaml"
     if not path.is_file():
-        from benchmark.losses.plugins import find_plugin
-
-        plugin = find_plugin(loss)
-        if plugin is not None:
-            return replace(_SpaceFile(plugin.search_space).resolve(dataset), code_sha256=plugin.source_sha256)
         names = ", ".join(available_losses(directory)) or f"(no .yaml files in {directory})"
         raise UserError(f"unknown loss {loss!r}{did_you_mean(loss, available_losses(directory))}; expected one of: "
                         f"{names} (or load yours with --loss-module FILE)")

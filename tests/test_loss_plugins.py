@@ -14,7 +14,7 @@ from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.losses import build_loss, loss_names
 from benchmark.losses import plugins
-from benchmark.search_space import load_search_space
+from benchmark.losses.spaces import load_loss_space
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_dml_loss"
 EXAMPLE_MODULE = EXAMPLE / "my_dml_loss" / "my_loss.py"
@@ -53,7 +53,7 @@ def test_module_loss_builds_like_a_builtin(tmp_path):
     [plugin] = plugins.load_loss_module(module)
     assert plugin.name == "toy" and len(plugin.source_sha256) == 64
     assert "toy" in loss_names()
-    space = load_search_space("toy", "synthetic")
+    space = load_loss_space("toy", "synthetic")
     assert space.params["margin"].default == 0.2 and space.code_sha256 == plugin.source_sha256
     bundle = build_loss("toy", {"margin": 0.7}, num_classes=3, embedding_size=4)
     assert bundle.loss.neg_margin == 0.7 and bundle.loss_lr is None
@@ -64,14 +64,14 @@ def test_module_loss_builds_like_a_builtin(tmp_path):
 def test_source_hash_is_part_of_the_fingerprint(tmp_path):
     module = _write_loss(tmp_path, _TOY, _TOY_YAML)
     plugins.load_loss_module(module)
-    before = load_search_space("toy", "synthetic").fingerprint()
+    before = load_loss_space("toy", "synthetic").fingerprint()
     plugins._LOADED.clear()
     module.write_text(_TOY + "# an edit\n")
     (tmp_path / "copy").mkdir()
     moved = shutil.copy(module, tmp_path / "copy" / "toy_module2.py")
     shutil.copy(tmp_path / "toy.yaml", tmp_path / "copy" / "toy.yaml")
     plugins.load_loss_module(moved)
-    assert load_search_space("toy", "synthetic").fingerprint() != before
+    assert load_loss_space("toy", "synthetic").fingerprint() != before
 
 
 @pytest.mark.parametrize("body, yaml, message", [

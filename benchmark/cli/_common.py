@@ -87,10 +87,27 @@ def load_loss_modules(args) -> None:
         load_loss_module(path)
 
 
+def protocol_from_args(name: str, dataset: str, overrides: dict):
+    """The protocol preset with ``overrides``, its settings checked, and the names it uses checked against the
+    registries of trunks, batch samplers, BatchNorm modes and precisions."""
+    from benchmark.config import protocol_for
+    from benchmark.data.samplers import BATCH_SAMPLERS
+    from benchmark.models.embedder import BATCHNORM_MODES
+    from benchmark.models.precision import PRECISIONS
+    from benchmark.models.trunks import TRUNKS
+
+    protocol = protocol_for(name, dataset, **overrides)
+    for what, value, known in (("batchnorm setting", protocol.batchnorm, BATCHNORM_MODES),
+                               ("precision", protocol.precision, PRECISIONS), ("trunk", protocol.trunk, TRUNKS),
+                               ("batch sampler", protocol.batch_sampler, BATCH_SAMPLERS)):
+        if value not in known:
+            raise UserError(f"unknown {what} {value!r}; expected one of: {', '.join(known)}")
+    return protocol
+
+
 def experiment_from_args(args):
     """Validate the shared arguments once and resolve them into an Experiment."""
-    from benchmark.config import protocol_for
-    from benchmark.search_space import load_search_space
+    from benchmark.losses.spaces import load_loss_space
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
 
@@ -100,8 +117,8 @@ def experiment_from_args(args):
     overrides = parse_protocol_overrides(args.protocol_overrides)
     if args.batch_sampler is not None:
         overrides["batch_sampler"] = args.batch_sampler
-    protocol = protocol_for(args.protocol, args.dataset, **overrides)
-    search_space = load_search_space(args.loss, args.dataset)
+    protocol = protocol_from_args(args.protocol, args.dataset, overrides)
+    search_space = load_loss_space(args.loss, args.dataset)
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
     weights = args.weights or ("imagenet" if protocol.name == "mlrc" else "none")

@@ -31,7 +31,6 @@ def _init(args) -> int:
     import optuna
 
     from benchmark.cli.worker import parse_losses
-    from benchmark.config import protocol_for
     from benchmark.data.registry import get_spec
     from benchmark.results import ResultsStore, redact_url
     from benchmark.tuning.storage import open_storage
@@ -44,7 +43,7 @@ def _init(args) -> int:
     if args.dataset is not None:
         get_spec(args.dataset)
         sampler = {} if args.batch_sampler is None else {"batch_sampler": args.batch_sampler}
-        label = protocol_for(args.protocol, args.dataset, **sampler).label
+        label = _common.protocol_from_args(args.protocol, args.dataset, sampler).label
         names = [study_name(args.dataset, loss, label) for loss in parse_losses(args.losses)]
     storage_url, results_url = _common.storage_urls(args)
     storage = open_storage(storage_url)

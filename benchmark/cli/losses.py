@@ -27,9 +27,9 @@ def register(subparsers) -> None:
 def describe(name: str, dataset: str = "") -> dict:
     """Everything ``show`` prints about a loss, as plain data."""
     from benchmark.losses.plugins import find_plugin
-    from benchmark.search_space import load_search_space
+    from benchmark.losses.spaces import load_loss_space
 
-    space = load_search_space(name, dataset)
+    space = load_loss_space(name, dataset)
     plugin = find_plugin(name)
     if plugin is None:
         code = {"origin": "built-in", "file": "benchmark/losses/registry.py"}

@@ -1,0 +1,48 @@
+"""The packages import only the layers below them (README: Development), checked on the source's import statements,
+including the ones inside functions."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "benchmark"
+# Bottom first; a module may import its own package and any package of a lower layer, nothing of its layer or above.
+LAYERS = [
+    {"errors", "redaction"},
+    {"config"},
+    {"search_space"},
+    {"data", "models", "losses"},
+    {"evaluation"},
+    {"results"},
+    {"training"},
+    {"tuning"},
+    {"report"},
+    {"perf"},
+    {"cli"},
+    {"__main__", "__init__"},  # ``python -m benchmark`` and the package itself
+]
+LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
+
+
+def _imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+        elif isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        own = parts[0]
+        assert own in LAYER, f"{path}: benchmark.{own} is in no layer of this test; add it where it belongs"
+        for line, module in _imports(path):
+            target = module.split(".")
+            if target[0] != "benchmark" or len(target) < 2 or target[1] == own:
+                continue
+            if LAYER[target[1]] >= LAYER[own]:
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
+    assert not upward, "imports of the same or a higher layer:\n" + "\n".join(upward)
