@@ -119,7 +119,7 @@ def test_killed_test_phase_resumes_without_retraining(tiny_env, tmp_path):
 
     rerun = run_benchmark(test, tiny_env, tmp_path)  # not -q: the log says what it skipped
     assert rerun.returncode == 0, rerun.stderr
-    assert "reproduction 1/2 already stored" in rerun.stderr and "reproduction 2/2 of" in rerun.stderr
+    assert "1 of 2 reproductions already stored" in rerun.stderr and "reproduction 2/2 of" in rerun.stderr
     assert "reproduction 1/2 of" not in rerun.stderr  # reproduction 0 was not retrained
     results = load_test_results(url, complete_only=False)
     assert results.groupby("reproduction")["run_id"].nunique().to_dict() == {0: 1, 1: 1}
@@ -129,6 +129,31 @@ def test_killed_test_phase_resumes_without_retraining(tiny_env, tmp_path):
     assert sorted(runs.query("status == 'complete'")["reproduction"]) == [0, 1]
     # The killed process's row for reproduction 2 is closed as failed, not left "running".
     assert runs.query("status != 'complete'")[["reproduction", "status"]].values.tolist() == [[1, "failed"]]
+
+
+@pytest.mark.slow
+def test_concurrent_test_processes_claim_different_reproductions(tiny_env, tmp_path):
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    # Fixed parameters: no study to tune first. The second process starts while the first trains reproduction 0:
+    # it must take reproduction 1, not train reproduction 0 a second time.
+    test = ["test", "--dataset", "synthetic", "--loss", "proxy_anchor", *FAST, "--storage", url,
+            "--reproductions", "2", "--param", "margin=0.1"]
+    first = start(test, tiny_env, tmp_path)
+
+    def first_running():
+        try:
+            return (load_runs(url).query("kind == 'test'")["status"] == "running").any()
+        except Exception:  # noqa: BLE001 - the results tables may not exist yet
+            return False
+
+    wait_for(first_running, [first], 180, "reproduction 1 to start")
+    second = start(test, tiny_env, tmp_path)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    runs = load_runs(url).query("kind == 'test'")
+    assert sorted(runs["reproduction"]) == [0, 1] and set(runs["status"]) == {"complete"}  # nothing left running
+    assert sorted(load_test_results(url)["reproduction"].unique()) == [0, 1]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ SQLite is opened in WAL mode with a long busy timeout and every write transactio
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Protocol
@@ -99,27 +99,36 @@ class ResultsStore:
         reproduction: int | None = None,
     ) -> int:
         """Record a new run with status "running" and return its id."""
-        if kind not in RUN_KINDS:
-            raise ValueError(f"run kind {kind!r} is not one of {RUN_KINDS}")
-        values = {
-            "kind": kind,
-            "study_name": study_name,
-            "dataset": dataset,
-            "loss": loss,
-            "protocol": protocol,
-            "trial_number": int_or_none(trial_number),
-            "reproduction": int_or_none(reproduction),
-            "seed": int(seed),
-            "params": redact_secrets(params),
-            "config": redact_secrets(config),
-            "split_hash": split_hash,
-            "provenance": redact_secrets(provenance),
-            "status": "running",
-            "created_at": _now(),
-        }
+        values = _run_row(kind, study_name, dataset, loss, protocol, params, config, seed, split_hash, provenance,
+                          trial_number, reproduction)
         with self._engine.begin() as conn:
             result = conn.execute(insert(Run).values(values))
         return int(result.inserted_primary_key[0])
+
+    def claim_reproduction(self, count: int, seed_for: Callable[[int], int], study_name: str, dataset: str,
+                           loss: str, protocol: str, **details) -> RunRecord | None:
+        """Start a test run of the lowest reproduction below ``count`` that no completed or running test run of
+        ``study_name`` holds, with the seed ``seed_for(reproduction)``; None when every one is taken.
+
+        Choosing and inserting are one transaction under a write lock, so two ``benchmark test`` processes on one
+        study train different reproductions, like two workers take different trials."""
+        identity = {"study_name": study_name, "dataset": dataset, "loss": loss, "protocol": protocol}
+        held = select(Run.reproduction).where(Run.study_name == study_name, Run.kind == "test",
+                                              Run.status.in_(("complete", "running")), Run.reproduction.is_not(None))
+        with self._engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE takes the write lock here
+            dialect = conn.dialect.name
+            if dialect == "postgresql":
+                conn.exec_driver_sql(f"LOCK TABLE {Run.__tablename__} IN SHARE ROW EXCLUSIVE MODE")
+            elif dialect != "sqlite":
+                held = held.with_for_update()
+            taken = {int(r) for r in conn.execute(held).scalars()}
+            free = next((r for r in range(count) if r not in taken), None)
+            if free is None:
+                return None
+            seed = int(seed_for(free))
+            values = _run_row("test", **identity, seed=seed, reproduction=free, **details)
+            run_id = int(conn.execute(insert(Run).values(values)).inserted_primary_key[0])
+        return RunRecord(self, run_id, identity, reproduction=free, seed=seed)
 
     @contextmanager
     def run(self, kind: str, study_name: str, dataset: str, loss: str, protocol: str, **details) -> Iterator[RunRecord]:
@@ -127,12 +136,8 @@ class ResultsStore:
         inside, ``record.fold(result)`` per trained fold and ``record.finish(...)`` or ``record.test_metrics(...)``
         to close it. A run the block leaves open -- an exception, an interrupt -- is marked failed."""
         identity = {"study_name": study_name, "dataset": dataset, "loss": loss, "protocol": protocol}
-        record = RunRecord(self, self.start_run(kind, **identity, **details), identity)
-        try:
+        with RunRecord(self, self.start_run(kind, **identity, **details), identity) as record:
             yield record
-        finally:
-            if not record.finished:
-                self.finish_run(record.run_id, "failed")
 
     def finish_run(self, run_id: int, status: str, objective: float | None = None) -> None:
         """Mark a run complete, failed or pruned, with its objective (mean validation MAP@R for a trial)."""
@@ -368,11 +373,21 @@ class FoldOutcome(Protocol):
 
 
 class RunRecord:
-    """One run being recorded (see ``ResultsStore.run``)."""
+    """One run being recorded (see ``ResultsStore.run``); as a context manager, a run the block leaves open (an
+    exception, an interrupt) is marked failed."""
 
-    def __init__(self, store: ResultsStore, run_id: int, identity: dict):
+    def __init__(self, store: ResultsStore, run_id: int, identity: dict, reproduction: int | None = None,
+                 seed: int | None = None):
         self.store, self.run_id, self._identity = store, run_id, identity
+        self.reproduction, self.seed = reproduction, seed
         self.finished = False
+
+    def __enter__(self) -> RunRecord:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.finished:
+            self.store.finish_run(self.run_id, "failed")
 
     def fold(self, result: FoldOutcome) -> None:
         """A fold's outcome, its epoch curve and its proxy diagnostics."""
@@ -390,6 +405,29 @@ class RunRecord:
         self.store.record_test_metrics(self.run_id, **self._identity, reproduction=reproduction, seed=seed,
                                        metrics=metrics)
         self.finished = True
+
+
+def _run_row(kind: str, study_name: str, dataset: str, loss: str, protocol: str, params: dict, config: dict,
+             seed: int, split_hash: str, provenance: dict, trial_number: int | None = None,
+             reproduction: int | None = None) -> dict:
+    if kind not in RUN_KINDS:
+        raise ValueError(f"run kind {kind!r} is not one of {RUN_KINDS}")
+    return {
+        "kind": kind,
+        "study_name": study_name,
+        "dataset": dataset,
+        "loss": loss,
+        "protocol": protocol,
+        "trial_number": int_or_none(trial_number),
+        "reproduction": int_or_none(reproduction),
+        "seed": int(seed),
+        "params": redact_secrets(params),
+        "config": redact_secrets(config),
+        "split_hash": split_hash,
+        "provenance": redact_secrets(provenance),
+        "status": "running",
+        "created_at": _now(),
+    }
 
 
 def _validation_rows(run_id: int, fold: int, epoch: int | None, metrics: Mapping) -> list[dict]:

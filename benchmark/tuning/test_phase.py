@@ -87,20 +87,20 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     results = ResultsStore(results_url)
     close_abandoned_runs(results, name)  # a reproduction a killed `test` left "running" is retrained below
     done = results.completed_reproductions(name)
+    if done:
+        logger.info("%d of %d reproductions already stored", len(done & set(range(reproductions))), reproductions)
     trainer = e.trainer(params)
     test_set = TestSet(e)
-    for reproduction in range(reproductions):
-        if reproduction in done:
-            logger.info("reproduction %d/%d already stored", reproduction + 1, reproductions)
-            continue
+    config = {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
+              "loss_code_sha256": e.search_space.code_sha256}
+    # Each reproduction is claimed atomically: several `benchmark test` processes on one study share the work.
+    while (record := results.claim_reproduction(
+            reproductions, lambda r: derive_seed(seed, _REPRODUCTION_SEED_OFFSET + r), study_name=name,
+            dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label, params=params, config=config,
+            split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)))) is not None:
+        reproduction, rep_seed = record.reproduction, record.seed
         logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
-        rep_seed = derive_seed(seed, _REPRODUCTION_SEED_OFFSET + reproduction)
-        config = {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
-                  "loss_code_sha256": e.search_space.code_sha256}
-        with results.run(kind="test", study_name=name, dataset=e.dataset_name, loss=e.loss_name,
-                         protocol=e.protocol.label, params=params, config=config, seed=rep_seed,
-                         split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)),
-                         reproduction=reproduction) as record:
+        with record:
             folds = run_folds(trainer, e.fold_run, seed=rep_seed)
             for fold in folds:
                 record.fold(fold)
@@ -108,6 +108,11 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
             record.test_metrics(reproduction, rep_seed, metrics)
         logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
                     metrics["separated_128"][OBJECTIVE], metrics["concatenated_512"][OBJECTIVE])
+    others = [run for run in results.running_runs(name) if run["kind"] == "test"]
+    if others:
+        logger.info("reproduction(s) %s still being trained by other processes (%s)",
+                    ", ".join(str(run["reproduction"]) for run in others),
+                    ", ".join(sorted({f"{run['hostname']}:{run['pid']}" for run in others})))
     summary = summarize_test_results(results_url)
     return summary[summary["study_name"] == name]
 
