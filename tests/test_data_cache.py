@@ -144,3 +144,27 @@ def test_resize_on_a_miss_is_torchvisions(tmp_path):
     cached = DecodedImageCache(None, resize=36).get(path)
     expected = F.resize(torch.from_numpy(pixels).permute(2, 0, 1), [36, 48], antialias=True).permute(1, 2, 0)
     assert np.array_equal(cached, expected.numpy())
+
+
+def test_full_disk_degrades_to_no_caching_with_one_warning(tmp_path, images, monkeypatch, caplog):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    cache = DecodedImageCache(tmp_path, resize=36)
+    with caplog.at_level("WARNING"):
+        arrays = [cache.get(p) for p in images]  # every image still arrives
+    assert [a.shape for a in arrays] == [(36, 48, 3)] * 3 and cache.decodes == 3
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0].getMessage()
+    assert list((tmp_path / ".cache").rglob("*.tmp")) == []  # no half-written entry left behind
+
+
+def test_file_names_that_are_not_utf8_are_cached(tmp_path, images):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: a surrogate in Python's str
+    odd.write_bytes(images[0].read_bytes())
+    cache = DecodedImageCache(tmp_path, resize=36)
+    assert np.array_equal(cache.get(odd), cache.get(images[0]))
+    assert DecodedImageCache(tmp_path, resize=36).get(odd).shape == (36, 48, 3)

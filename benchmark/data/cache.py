@@ -94,8 +94,9 @@ class DecodedImageCache:
             stat = path.stat()
         except OSError as error:
             raise UserError(f"cannot read image {path}: {error.strerror}") from None
-        ident = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.resize}\0{_RESIZE_METHOD}"
-        return hashlib.sha1(ident.encode()).hexdigest()
+        # File names are bytes to the OS and need not be UTF-8 (Python holds such bytes as surrogates): hash the bytes.
+        ident = f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.resize}\0{_RESIZE_METHOD}"
+        return hashlib.sha1(os.fsencode(path.resolve()) + ident.encode()).hexdigest()
 
     def _file(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npy"
@@ -130,18 +131,29 @@ class DecodedImageCache:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         except OSError as error:
-            # A read-only or full data root costs speed, not correctness: keep going with the memo only.
-            logger.warning("cannot write the image cache in %s (%s); continuing without it", self.directory,
-                           error.strerror)
-            self.directory = None
+            self._give_up(error)
             return
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.save(handle, array)
             os.replace(tmp, target)
+        except OSError as error:  # a full disk (ENOSPC), a quota, the folder gone
+            Path(tmp).unlink(missing_ok=True)
+            self._give_up(error)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _give_up(self, error: OSError) -> None:
+        """A read-only or full data root costs speed, not correctness: go on decoding into the memo only. One
+        warning: the main process or the first DataLoader worker says it (the others meet the same disk)."""
+        from torch.utils.data import get_worker_info
+
+        worker = get_worker_info()
+        log = logger.warning if worker is None or worker.id == 0 else logger.debug
+        log("cannot write the image cache in %s (%s); continuing without it", self.directory,
+            error.strerror or error)
+        self.directory = None
 
     def _remember(self, key: str, array: np.ndarray) -> None:
         array.flags.writeable = False
