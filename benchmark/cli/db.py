@@ -28,13 +28,11 @@ def register(subparsers) -> None:
 
 
 def _init(args) -> int:
-    import optuna
-
     from benchmark.cli.worker import parse_losses
     from benchmark.data.registry import get_spec
     from benchmark.results import ResultsStore, redact_url
     from benchmark.tuning.storage import open_storage
-    from benchmark.tuning.study import study_name
+    from benchmark.tuning.study import create_studies, study_name
 
     if (args.dataset is None) != (args.losses is None):
         raise UserError("--dataset and --losses go together: both name the studies to create, or neither")
@@ -50,12 +48,6 @@ def _init(args) -> int:
     print(f"optuna tables ready in {redact_url(storage_url)}")
     with ResultsStore(results_url) as store:
         print(f"results tables ready in {store.url}")
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    for name in names:
-        if name in existing:
-            print(f"study {name}: already exists")
-            continue
-        # Concurrent init: load_if_exists turns losing the race into loading the winner's study.
-        optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
-        print(f"study {name}: created")
+    for name, created in create_studies(storage, names).items():
+        print(f"study {name}: {'created' if created else 'already exists'}")
     return 0

@@ -22,7 +22,7 @@ from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.redaction import redact_url
 from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
 from benchmark.tuning.storage import open_storage
-from benchmark.tuning.sweep import SWEEP_ATTR
+from benchmark.tuning.grid import SWEEP_ATTR
 
 logger = logging.getLogger(__name__)
 

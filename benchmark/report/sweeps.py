@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from benchmark.report.collect import REFERENCE_DIR, StudyData
 from benchmark.results import mean_and_ci
-from benchmark.tuning.sweep import FOLD_METRICS, SWEEP_ATTR, Grid, sweep_table
+from benchmark.tuning.grid import FOLD_METRICS, SWEEP_ATTR, Grid, sweep_table
 
 THESIS_TABLES = REFERENCE_DIR / "thesis_scale_tables.csv"
 THESIS_SOURCE = ('master\'s thesis "Softmax 関数を用いた Deep Metric Learning における動的スケーリングパラメタに関する'

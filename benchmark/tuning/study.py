@@ -339,3 +339,16 @@ def _existing_trial_count(storage, name: str) -> int:
         return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     except KeyError:
         return 0
+
+
+def create_studies(storage, names: list[str]) -> dict[str, bool]:
+    """Create the empty studies ``names`` (as ``Tuner`` would, before any worker starts); name -> whether it was
+    created (False: it existed)."""
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    created = {}
+    for name in names:
+        if name not in existing:
+            # Concurrent init: load_if_exists turns losing the race into loading the winner's study.
+            optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        created[name] = name not in existing
+    return created
