@@ -25,7 +25,7 @@ from benchmark.report.perf import perf_section
 from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
 from benchmark.report.sweeps import sweeps_section
-from benchmark.report.tables import COLUMNS, best_rows, budget, cell, groups, header_labels, reference
+from benchmark.report.tables import best_rows, columns, budget, cell, groups, header_labels, reference
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ def _leaderboards(board: pd.DataFrame) -> str:
             head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
         out.append(f'<table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
-        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
             cells = [_td(row["loss"], row["loss"]), _td(budget(row), row["trials_finished"])]
-            for c in COLUMNS:
+            for c in columns():
                 mean, half = cell(row, *c)
                 text = mean + (f" ± {half}" if half else "")
                 cells.append(_td(text, row[f"{c[0]}/{c[1]}/mean"], "best" if i in best[c] else None))

@@ -9,9 +9,14 @@ import pandas as pd
 
 from benchmark.evaluation.registry import METRICS, MODES
 
-COLUMNS = [(mode, metric) for mode in MODES for metric in METRICS]
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def columns() -> list[tuple[str, str]]:
+    """The leaderboard's (mode, metric) columns: every test mode by every metric of the metric table, read when a
+    report is made, so that a metric added to the table is a column of every format."""
+    return [(mode, metric) for mode in MODES for metric in METRICS]
 
 
 def groups(board: pd.DataFrame):
@@ -51,7 +56,7 @@ def reference(row) -> str:
 
 
 def header_labels() -> list[str]:
-    return [f"{MODES[mode]} {METRICS[metric].label}" for mode, metric in COLUMNS]
+    return [f"{MODES[mode]} {METRICS[metric].label}" for mode, metric in columns()]
 
 
 def to_markdown(board: pd.DataFrame) -> str:
@@ -61,10 +66,10 @@ def to_markdown(board: pd.DataFrame) -> str:
         head = ["loss", "trials", *header_labels(), "MLRC best val MAP@R"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
             cells = []
-            for c in COLUMNS:
+            for c in columns():
                 mean, half = cell(row, *c)
                 text = mean + (f" ± {half}" if half else "")
                 cells.append(f"**{text}**" if i in best[c] else text)
@@ -77,15 +82,15 @@ def to_latex(board: pd.DataFrame) -> str:
     out = []
     for dataset, protocol, rows in groups(board):
         out.append(f"% {latex_escape(dataset)} ({latex_escape(protocol)})")
-        out.append(r"\begin{tabular}{l r " + "r " * len(COLUMNS) + "r}")
+        out.append(r"\begin{tabular}{l r " + "r " * len(columns()) + "r}")
         out.append(r"\hline")
         head = ["loss", "trials", *header_labels(), "MLRC best val MAP@R"]
         out.append(" & ".join(latex_escape(h) for h in head) + r" \\")
         out.append(r"\hline")
-        best = {c: best_rows(rows, *c) for c in COLUMNS}
+        best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
             cells = []
-            for c in COLUMNS:
+            for c in columns():
                 mean, half = cell(row, *c)
                 text = mean + (rf" $\pm$ {half}" if half else "")
                 cells.append(rf"\textbf{{{text}}}" if i in best[c] else text)
