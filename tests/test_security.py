@@ -83,3 +83,34 @@ def test_csv_cells_cannot_be_formulas(hostile):
     rows = list(csv.reader(io.StringIO(to_csv(board))))
     assert rows[1][1] == "'" + hostile
     assert rows[1][2] == "-0.5"  # a number stays a number
+
+
+def test_study_prefixes_keep_users_of_one_database_apart(tiny_env, tmp_path, monkeypatch, capsys):
+    import json
+
+    import optuna
+
+    from benchmark.cli._common import experiment_from_args
+    from benchmark.cli import build_parser
+    from benchmark.tuning.study import Tuner
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/shared.db"
+    for user in ("alice", "bob"):
+        assert main(["-q", "db", "init", "--storage", url, "--dataset", "synthetic", "--losses", "proxy_anchor",
+                     "--protocol", "quick", "--study-prefix", user]) == 0
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert names == {"alice/synthetic-proxy_anchor-quick", "bob/synthetic-proxy_anchor-quick"}
+    capsys.readouterr()
+    assert main(["status", "--storage", url, "--json", "--study-prefix", "alice"]) == 0
+    assert [row["study"] for row in json.loads(capsys.readouterr().out)] == ["alice/synthetic-proxy_anchor-quick"]
+    monkeypatch.setenv("BENCHMARK_STUDY_PREFIX", "bob")  # the environment sets a default namespace
+    assert main(["status", "--storage", url, "--json"]) == 0
+    assert [row["study"] for row in json.loads(capsys.readouterr().out)] == ["bob/synthetic-proxy_anchor-quick"]
+    # tune, test, sweep and worker name their studies through the same experiment.
+    args = build_parser().parse_args(["tune", "--loss", "proxy_anchor", "--dataset", "synthetic", "--protocol",
+                                      "quick", "--device", "cpu", "--storage", url, "--study-prefix", "carol"])
+    tuner = Tuner(experiment_from_args(args), url, url, total_trials=1, sampler="tpe", pruner="none", seed=0)
+    assert tuner.name == "carol/synthetic-proxy_anchor-quick"
+    code = main(["status", "--storage", url, "--study-prefix", "../x"])
+    assert code == 2 and capsys.readouterr().err.startswith("error: --study-prefix '../x'")

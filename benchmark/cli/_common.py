@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from platformdirs import user_cache_dir
@@ -135,6 +136,7 @@ def experiment_from_args(args):
         weights=weights,
         split_scheme=args.split_scheme,
         num_workers=args.workers,
+        study_prefix=study_prefix(args),
         compile=args.compile,
     )
 
@@ -152,10 +154,29 @@ def parse_folds(text: str | None, num_folds: int) -> list[int] | None:
     return folds
 
 
+STUDY_PREFIX_ENV = "BENCHMARK_STUDY_PREFIX"
+_STUDY_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def study_prefix(args) -> str:
+    """The validated ``--study-prefix`` (default ``$BENCHMARK_STUDY_PREFIX``), or "" for none."""
+    prefix = getattr(args, "study_prefix", None)
+    if prefix is None:
+        prefix = os.environ.get(STUDY_PREFIX_ENV, "")
+    if prefix and not _STUDY_PREFIX.match(prefix):
+        raise UserError(f"--study-prefix {prefix!r}: expected 1-64 letters, digits, '_', '.' or '-', starting with a "
+                        "letter or digit (e.g. your user name)")
+    return prefix
+
+
 def add_storage_args(parser) -> None:
     parser.add_argument("--storage", default=None,
                         help="Optuna storage URL (default: sqlite:///results/benchmark.db; also postgresql://..., "
                         "journal:///path/file.log)")
+    parser.add_argument("--study-prefix", default=None, metavar="NAME",
+                        help=f"study namespace: studies are named NAME/<dataset>-<loss>-<protocol>, so users of one "
+                        f"shared database never share a study; status/report/check show only NAME's (default: "
+                        f"${STUDY_PREFIX_ENV}, else none)")
     parser.add_argument("--results-db", default=None,
                         help="results database URL (default: the --storage database; for a journal storage "
                         "sqlite:///results/benchmark.db)")

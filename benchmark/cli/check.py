@@ -72,7 +72,10 @@ def _check(args) -> int:
     else:
         storage, results = _common.storage_urls(args)
         _common.require_existing_storage(results)
-        current, settings = bl.storage_values(results), {"results": redact_url(results)}
+        prefix = _common.study_prefix(args)
+        current = {key: value for key, value in bl.storage_values(results).items()
+                   if not prefix or key.startswith(f"{prefix}/")}
+        settings = {"results": redact_url(results), **({"study_prefix": prefix} if prefix else {})}
         if not current:
             raise UserError(f"no test results in {redact_url(results)} to check; run `benchmark test` first, or use --run")
     logger.info("measured %d metrics in %.1f s", len(current), time.monotonic() - started)

@@ -32,6 +32,7 @@ def _init(args) -> int:
     from benchmark.data.registry import get_spec
     from benchmark.results import ResultsStore, redact_url
     from benchmark.tuning.storage import open_storage
+    from benchmark.tuning.namespace import namespaced
     from benchmark.tuning.study import create_studies, study_name
 
     if (args.dataset is None) != (args.losses is None):
@@ -42,7 +43,8 @@ def _init(args) -> int:
         get_spec(args.dataset)
         sampler = {} if args.batch_sampler is None else {"batch_sampler": args.batch_sampler}
         label = _common.protocol_from_args(args.protocol, args.dataset, sampler).label
-        names = [study_name(args.dataset, loss, label) for loss in parse_losses(args.losses)]
+        prefix = _common.study_prefix(args)
+        names = [namespaced(prefix, study_name(args.dataset, loss, label)) for loss in parse_losses(args.losses)]
     storage_url, results_url = _common.storage_urls(args)
     storage = open_storage(storage_url)
     print(f"optuna tables ready in {redact_url(storage_url)}")

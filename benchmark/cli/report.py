@@ -47,7 +47,7 @@ def _report(args) -> int:
     storage, results = _common.storage_urls(args)
     _common.require_existing_storage(storage)
     _common.require_existing_storage(results)
-    data = collect(storage, results)
+    data = collect(storage, results, _common.study_prefix(args))
     require_results(data)
     if args.format == "html":
         out = args.out or DEFAULT_HTML

@@ -20,7 +20,7 @@ def _status(args) -> int:
     storage, results = _common.storage_urls(args)
     _common.require_existing_storage(storage)
     _common.require_existing_storage(results)
-    rows = study_statuses(storage, results)
+    rows = study_statuses(storage, results, _common.study_prefix(args))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -23,6 +23,7 @@ from benchmark.redaction import redact_url
 from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
+from benchmark.tuning.namespace import in_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +72,22 @@ class ReportData:
         return not self.studies and not self.sweeps and self.summary.empty
 
 
-def collect(storage_url: str, results_url: str) -> ReportData:
-    """Read the studies and results; a missing SQLite file raises UserError (the read API refuses to create it)."""
-    runs = load_runs(results_url)
-    summary = summarize_test_results(results_url)
-    curves = load_epoch_curves(results_url)
-    found = _studies(storage_url)
+def collect(storage_url: str, results_url: str, prefix: str = "") -> ReportData:
+    """Read the studies and results (only those of the study namespace ``prefix`` when one is given); a missing
+    SQLite file raises UserError (the read API refuses to create it)."""
+    def mine(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[[in_namespace(name, prefix) for name in frame["study_name"]]] if prefix else frame
+
+    runs = mine(load_runs(results_url))
+    summary = mine(summarize_test_results(results_url))
+    curves = mine(load_epoch_curves(results_url))
+    found = [s for s in _studies(storage_url) if in_namespace(s.name, prefix)]
     studies = [s for s in found if SWEEP_ATTR not in s.attrs]
     sweeps = [s for s in found if SWEEP_ATTR in s.attrs]
     mapr, hparams = load_reference()
     # Only the redacted URLs reach the report.
     return ReportData(redact_url(storage_url), redact_url(results_url), studies, summary, runs, curves, mapr, hparams, sweeps,
-                      load_proxy_diagnostics(results_url))
+                      mine(load_proxy_diagnostics(results_url)))
 
 
 def _studies(storage_url: str) -> list[StudyData]:

@@ -38,6 +38,7 @@ class Experiment:
     device: torch.device
     weights: str
     num_workers: int | None = None
+    study_prefix: str = ""  # the study namespace (--study-prefix); "" for none
     compile: bool = False  # torch.compile the model's forward (FoldTrainer)
     # One decoded-image cache for every trial and fold of the experiment: a new one per trial would start with an
     # empty memo and re-read every image from disk.
@@ -45,7 +46,7 @@ class Experiment:
 
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
-               split_scheme="mlrc", num_workers=None, compile=False) -> "Experiment":
+               split_scheme="mlrc", num_workers=None, compile=False, study_prefix="") -> "Experiment":
         # The batch sampler's own hyperparameters (e.g. the representatives' period) are searched with the loss's.
         extra = batch_sampler_space(protocol.batch_sampler)
         clash = sorted(set(extra) & set(search_space.params))
@@ -65,6 +66,7 @@ class Experiment:
             device=device,
             weights=weights,
             num_workers=num_workers,
+            study_prefix=study_prefix,
             compile=compile,
         )
 

@@ -7,9 +7,11 @@ from optuna.trial import TrialState
 
 from benchmark.results import load_runs
 from benchmark.tuning.storage import open_storage
+from benchmark.tuning.namespace import in_namespace
 
 
-def study_statuses(storage_url: str, results_url: str) -> list[dict]:
+def study_statuses(storage_url: str, results_url: str, prefix: str = "") -> list[dict]:
+    """One row per study (of the namespace ``prefix``, when given)."""
     # Read-only throughout: status creates no tables and, on a SQLite file, no -wal/-shm files.
     storage = open_storage(storage_url, read_only=True)
     runs = load_runs(results_url)
@@ -17,6 +19,8 @@ def study_statuses(storage_url: str, results_url: str) -> list[dict]:
     reproductions = tests.groupby("study_name")["reproduction"].nunique().to_dict()
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if not in_namespace(summary.study_name, prefix):
+            continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         complete = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]

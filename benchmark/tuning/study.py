@@ -40,6 +40,7 @@ from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs, process_is_gone
 from benchmark.tuning.pruning import PruningReporter, make_pruner
 from benchmark.tuning.samplers import make_sampler, resolve_sampler
+from benchmark.tuning.namespace import namespaced
 from benchmark.tuning.storage import open_storage, retry_callback
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ class Tuner:
         self.total = total_trials
         self.seed = seed
         self.common_seed = common_seed
-        self.name = name or study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
+        self.name = namespaced(experiment.study_prefix,
+                               name or study_name(experiment.dataset_name, experiment.loss_name,
+                                                  experiment.protocol.label))
         self.storage = open_storage(storage_url)
         self.results = ResultsStore(results_url)
         if isinstance(sampler, str):

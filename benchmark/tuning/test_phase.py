@@ -26,6 +26,7 @@ from benchmark.training.fold import FoldTrainer
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs
+from benchmark.tuning.namespace import namespaced
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.study import check_compatible, study_name
 
@@ -77,7 +78,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     """Test the study's best parameters, or -- with ``fixed`` -- the search space's defaults with ``fixed`` set
     (no study needed: e.g. a published configuration, or one scale schedule against another)."""
     e = experiment
-    name = study_name(e.dataset_name, e.loss_name, e.protocol.label)
+    name = namespaced(e.study_prefix, study_name(e.dataset_name, e.loss_name, e.protocol.label))
     if fixed:
         name = configuration_name(name, fixed)
         params = {**e.search_space.defaults(), **fixed}
