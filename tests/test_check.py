@@ -11,7 +11,8 @@ import pytest
 from _report_helpers import standard_database
 from _tiny import run_benchmark
 from benchmark.cli import main
-from benchmark.report.baseline import RUN_SETTINGS, Value, compare
+from benchmark.report.baseline import Value, compare
+from benchmark.training.fixed_run import RUN_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "results" / "baseline.json"

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
 
 def _check(args) -> int:
     from benchmark.report import baseline as bl
+    from benchmark.training.fixed_run import RUN_SETTINGS, run_values
     from benchmark.results import redact_url
 
     if not args.tolerance >= 0:
@@ -63,12 +64,12 @@ def _check(args) -> int:
     if existing is not None and existing["source"] != source and not args.update:
         hint = "pass --run" if existing["source"] == "run" else "leave out --run"
         raise UserError(f"the baseline {args.baseline} holds {existing['source']} metrics; {hint} (or --update)")
-    if existing is not None and source == "run" and existing.get("settings") != bl.RUN_SETTINGS and not args.update:
+    if existing is not None and source == "run" and existing.get("settings") != RUN_SETTINGS and not args.update:
         raise UserError(f"the baseline {args.baseline} was made with other --run settings than this version's; "
                         "rerun with --update to replace it")
     started = time.monotonic()
     if args.run:
-        current, settings = bl.run_values(), bl.RUN_SETTINGS
+        current, settings = {key: bl.Value(value) for key, value in run_values().items()}, RUN_SETTINGS
     else:
         storage, results = _common.storage_urls(args)
         _common.require_existing_storage(results)

@@ -2,7 +2,7 @@
 
 Current metrics come either from a storage's test results (``<study>/<mode>/<metric>``: mean and 95 % interval
 over reproductions) or from a small fixed, seeded run on the synthetic dataset (``--run``; bit-reproducible on a
-CPU). A metric regresses when it drops by more than the allowed margin: the larger of ``--tolerance`` and the
+CPU; ``benchmark.training.fixed_run``). A metric regresses when it drops by more than the allowed margin: the larger of ``--tolerance`` and the
 half-widths of the baseline's and the current 95 % intervals, where known. A baseline metric missing from the
 current results is a regression too; a metric the baseline lacks is reported as new.
 """
@@ -12,14 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.evaluation.registry import METRICS
 from benchmark.report.io import write_atomically
 
 logger = logging.getLogger(__name__)
@@ -27,20 +23,6 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 SOURCES = ("run", "storage")
 DEFAULT_TOLERANCE = 0.005
-# The fixed benchmark of --run: a few steps of multi-similarity on a small synthetic set, two folds. Small enough
-# for a CI job on a CPU (~30 s), large enough that a broken loss, sampler or metric moves the numbers.
-RUN_SETTINGS = {
-    "dataset": "synthetic",
-    "synthetic_size": "40x8",
-    "loss": "multi_similarity",
-    "params": {"alpha": 2.0, "beta": 50.0, "base": 0.5},
-    "protocol": "quick",
-    "protocol_overrides": {"iterations_per_epoch": 4, "max_epochs": 2, "patience": 2},
-    "folds": [0, 1],
-    "seed": 0,
-    "device": "cpu",
-    "weights": "none",
-}
 
 
 @dataclass(frozen=True)
@@ -143,49 +125,6 @@ def storage_values(results_url: str) -> dict[str, Value]:
         high = r.ci_high if math.isfinite(r.ci_high) else None
         values[f"{r.study_name}/{r.mode}/{r.metric}"] = Value(float(r.mean), low, high)
     return values
-
-
-def run_values(settings: dict = RUN_SETTINGS) -> dict[str, Value]:
-    """Train the fixed benchmark in a temporary data root and return its mean best validation metrics."""
-    from benchmark.config import protocol_for
-    from benchmark.data.synthetic import SIZE_ENV
-    from benchmark.search_space import load_search_space
-    from benchmark.training.device import resolve_device
-    from benchmark.training.experiment import Experiment
-    from benchmark.training.run import run_folds
-
-    with tempfile.TemporaryDirectory(prefix="benchmark-check-") as root, _environment(SIZE_ENV,
-                                                                                      settings["synthetic_size"]):
-        space = load_search_space(settings["loss"], settings["dataset"])
-        experiment = Experiment.create(
-            dataset_name=settings["dataset"], loss_name=settings["loss"],
-            protocol=protocol_for(settings["protocol"], settings["dataset"], **settings["protocol_overrides"]),
-            search_space=space, data_root=Path(root), device=resolve_device(settings["device"]),
-            weights=settings["weights"], num_workers=0,
-        )
-        params = {**space.defaults(), **settings["params"]}
-        results = run_folds(experiment.trainer(params), experiment.fold_run, seed=settings["seed"],
-                            folds=settings["folds"])
-    values = {}
-    for metric in METRICS:
-        scores = [float(r.best_metrics[metric]) for r in results]
-        values[f"val/{metric}"] = Value(sum(scores) / len(scores))
-        for r in results:
-            values[f"val/fold{r.fold}/{metric}"] = Value(float(r.best_metrics[metric]))
-    return values
-
-
-@contextmanager
-def _environment(name: str, value: str):
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 # ---- comparing --------------------------------------------------------------------------------------------------

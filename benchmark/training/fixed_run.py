@@ -1,0 +1,60 @@
+"""The fixed benchmark of ``benchmark check --run``: train a small, seeded configuration and return its best
+validation metrics, bit-reproducible on a CPU. The comparison with a baseline is ``benchmark.report.baseline``'s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+from benchmark.config import protocol_for
+from benchmark.data.synthetic import SIZE_ENV
+from benchmark.evaluation.registry import METRICS
+from benchmark.search_space import load_search_space
+
+# The fixed benchmark of --run: a few steps of multi-similarity on a small synthetic set, two folds. Small enough
+# for a CI job on a CPU (~30 s), large enough that a broken loss, sampler or metric moves the numbers.
+RUN_SETTINGS = {
+    "dataset": "synthetic",
+    "synthetic_size": "40x8",
+    "loss": "multi_similarity",
+    "params": {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+    "protocol": "quick",
+    "protocol_overrides": {"iterations_per_epoch": 4, "max_epochs": 2, "patience": 2},
+    "folds": [0, 1],
+    "seed": 0,
+    "device": "cpu",
+    "weights": "none",
+}
+
+
+def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
+    """Train the fixed benchmark in a temporary data root: ``val/<metric>`` (mean over the folds) and
+    ``val/fold<N>/<metric>`` for every metric of the metric table."""
+    # Imported here: `check` without --run reads RUN_SETTINGS and needs no torch.
+    from benchmark.training.device import resolve_device
+    from benchmark.training.experiment import Experiment
+    from benchmark.training.run import run_folds
+
+    # The synthetic set's size reaches the data registry through its variable, as it does from the CLI.
+    with tempfile.TemporaryDirectory(prefix="benchmark-check-") as root, \
+            mock.patch.dict(os.environ, {SIZE_ENV: settings["synthetic_size"]}):
+        space = load_search_space(settings["loss"], settings["dataset"])
+        experiment = Experiment.create(
+            dataset_name=settings["dataset"], loss_name=settings["loss"],
+            protocol=protocol_for(settings["protocol"], settings["dataset"], **settings["protocol_overrides"]),
+            search_space=space, data_root=Path(root), device=resolve_device(settings["device"]),
+            weights=settings["weights"], num_workers=0,
+        )
+        params = {**space.defaults(), **settings["params"]}
+        results = run_folds(experiment.trainer(params), experiment.fold_run, seed=settings["seed"],
+                            folds=settings["folds"])
+    values = {}
+    for metric in METRICS:
+        scores = [float(r.best_metrics[metric]) for r in results]
+        values[f"val/{metric}"] = sum(scores) / len(scores)
+        for r in results:
+            values[f"val/fold{r.fold}/{metric}"] = float(r.best_metrics[metric])
+    return values
