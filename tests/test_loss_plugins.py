@@ -148,6 +148,12 @@ def test_example_loss_tuned_tested_and_reported_beside_a_builtin(tiny_env, tmp_p
     assert main(["report", "--storage", storage, "--out", str(out)]) == 0
     board = out.read_text().split("<h2>Leaderboard</h2>")[1].split("</table>")[0]
     assert ">my_loss<" in board and ">contrastive<" in board
+    capsys.readouterr()
+    assert main(["status", "--storage", storage]) == 0
+    status = capsys.readouterr().out
+    [line] = [line for line in status.splitlines() if line.startswith("synthetic-my_loss-quick")]
+    assert line.split()[-1] in ("KiB", "MiB") and float(line.split()[-2]) > 0  # its kept fold models' size
+    assert "kept models: 8 files" in status
     # Without the module (a new process), test cannot build the loss: one line, exit 2.
     done = run_benchmark(["test", *own[2:], "--reproductions", "1"], tiny_env, tmp_path)
     assert done.returncode == 2 and "unknown loss 'my_loss'" in done.stderr and "--loss-module" in done.stderr

@@ -20,6 +20,12 @@ def register(subparsers) -> None:
     parser.add_argument("--param", action="append", metavar="NAME=VALUE",
                         help="test fixed parameters instead of the study's best: the search space's defaults with "
                         "these set (repeatable; stored under the study name plus [NAME=VALUE,...])")
+    parser.add_argument("--keep-models", default="best", choices=("none", "best", "all"),
+                        help="keep the trained fold models (trunk + embedder state dicts) for `benchmark embed`: "
+                        "best: the reproduction with the highest separated-128 test MAP@R; all; none (default: best)")
+    parser.add_argument("--models", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                        help="artifact store of kept models (default: models/ next to a SQLite results database, "
+                        "else results/models; s3:// needs boto3)")
     parser.set_defaults(func=_test)
 
 
@@ -32,7 +38,8 @@ def _test(args) -> int:
     _common.treat_sigterm_as_interrupt()
     storage, results = _common.storage_urls(args)
     fixed = experiment.search_space.coerce(_common.parse_params(args.param))
-    summary = run_test(experiment, storage, results, args.reproductions, args.seed, fixed=fixed)
+    summary = run_test(experiment, storage, results, args.reproductions, args.seed, fixed=fixed,
+                       keep_models=args.keep_models, models_location=args.models)
     shown = f" {fixed}" if fixed else ""
     print(f"{args.loss}{shown} on {args.dataset} ({experiment.protocol.label}): test classes, mean [95% CI]")
     for mode in MODES:

@@ -20,7 +20,15 @@ from sqlalchemy import Connection, DateTime, Float, Integer, Select, inspect, se
 from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import make_engine, user_errors
 from benchmark.results.migrate import legacy_validation_rows
-from benchmark.results.schema import EpochCurve, FoldResult, ProxyDiagnostic, Run, TestResult, ValidationMetric
+from benchmark.results.schema import (
+    EpochCurve,
+    FoldResult,
+    KeptModel,
+    ProxyDiagnostic,
+    Run,
+    TestResult,
+    ValidationMetric,
+)
 
 SUMMARY_KEYS = ["dataset", "loss", "protocol", "study_name", "mode", "metric"]
 SUMMARY_COLUMNS = [*SUMMARY_KEYS, "n", "mean", "ci_low", "ci_high"]
@@ -98,6 +106,12 @@ def load_proxy_diagnostics(storage: str) -> pd.DataFrame:
         .order_by(ProxyDiagnostic.run_id, ProxyDiagnostic.fold, ProxyDiagnostic.epoch)
     )
     return _load(storage, statement, tables=(Run, ProxyDiagnostic))
+
+
+def load_kept_models(storage: str) -> pd.DataFrame:
+    """The kept fold models (``test --keep-models``): one row per file with its location, sha256 and size."""
+    return _load(storage, select(KeptModel).order_by(KeptModel.study_name, KeptModel.reproduction, KeptModel.fold),
+                 tables=(KeptModel,))
 
 
 def load_test_results(storage: str, complete_only: bool = True) -> pd.DataFrame:

@@ -164,6 +164,55 @@ class TestResult(Base):
     value: Mapped[float | None] = mapped_column(Float)  # NULL when the metric was not finite
 
 
+class KeptModel(Base):
+    """One fold model of a test reproduction kept in an artifact store (``test --keep-models``): where, and its
+    sha256, checked when it is read back."""
+
+    __tablename__ = "bm_models"
+    __table_args__ = (UniqueConstraint("run_id", "fold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bm_runs.id", ondelete="CASCADE"), index=True)
+    study_name: Mapped[str] = mapped_column(String(255), index=True)
+    reproduction: Mapped[int] = mapped_column(Integer)
+    fold: Mapped[int] = mapped_column(Integer)
+    location: Mapped[str] = mapped_column(String(1024))  # an absolute folder, or s3://bucket/prefix
+    artifact_id: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Compute(Base):
+    """What a run cost: wall time and device of each fold (``fold`` = -1: the whole run, evaluation included);
+    ``device_seconds`` is the CUDA time between the fold's first and last event, NULL on the CPU."""
+
+    __tablename__ = "bm_compute"
+    __table_args__ = (UniqueConstraint("run_id", "fold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bm_runs.id", ondelete="CASCADE"), index=True)
+    fold: Mapped[int] = mapped_column(Integer)
+    wall_seconds: Mapped[float] = mapped_column(Float)
+    device: Mapped[str] = mapped_column(String(255))
+    device_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class RetrievalExample(Base):
+    """One fixed test query of a reproduction and its nearest neighbours (concatenated-512 embedding), for the
+    report's retrieval examples."""
+
+    __tablename__ = "bm_retrieval_examples"
+    __table_args__ = (UniqueConstraint("run_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bm_runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the query's place among the fixed queries
+    query_path: Mapped[str] = mapped_column(String(1024))
+    query_label: Mapped[int] = mapped_column(Integer)
+    neighbours: Mapped[list] = mapped_column(JSON)  # [{"path": p, "label": l, "similarity": s}, ...], nearest first
+
+
 class Meta(Base):
     """Free key/value facts about studies, e.g. the split hash a study was created on."""
 

@@ -9,6 +9,7 @@ SQLite is opened in WAL mode with a long busy timeout and every write transactio
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -27,16 +28,22 @@ from benchmark.results.schema import (
     RUN_KINDS,
     RUN_STATUSES,
     Base,
+    Compute,
     EpochCurve,
     FoldResult,
+    KeptModel,
     Meta,
     ProxyDiagnostic,
+    RetrievalExample,
     Run,
     TestResult,
     ValidationMetric,
 )
 
 logger = logging.getLogger(__name__)
+
+# The fold number of a run's own row in bm_compute: the whole trial or reproduction.
+WHOLE_RUN = -1
 
 __all__ = ["DEFAULT_STORAGE", "ResultsStore", "RunRecord", "flatten_metrics"]
 
@@ -128,7 +135,7 @@ class ResultsStore:
             seed = int(seed_for(free))
             values = _run_row("test", **identity, seed=seed, reproduction=free, **details)
             run_id = int(conn.execute(insert(Run).values(values)).inserted_primary_key[0])
-        return RunRecord(self, run_id, identity, reproduction=free, seed=seed)
+        return RunRecord(self, run_id, identity, reproduction=free, seed=seed, device=_device(details))
 
     @contextmanager
     def run(self, kind: str, study_name: str, dataset: str, loss: str, protocol: str, **details) -> Iterator[RunRecord]:
@@ -136,7 +143,8 @@ class ResultsStore:
         inside, ``record.fold(result)`` per trained fold and ``record.finish(...)`` or ``record.test_metrics(...)``
         to close it. A run the block leaves open -- an exception, an interrupt -- is marked failed."""
         identity = {"study_name": study_name, "dataset": dataset, "loss": loss, "protocol": protocol}
-        with RunRecord(self, self.start_run(kind, **identity, **details), identity) as record:
+        with RunRecord(self, self.start_run(kind, **identity, **details), identity,
+                       device=_device(details)) as record:
             yield record
 
     def finish_run(self, run_id: int, status: str, objective: float | None = None) -> None:
@@ -320,6 +328,60 @@ class ResultsStore:
             conn.execute(update(Run).where(Run.id.in_(ids), Run.status == "running")
                          .values(status="failed", finished_at=_now()))
 
+    # ---- kept models, compute, retrieval examples ----------------------------------------------------------------
+
+    def record_models(self, run_id: int, study_name: str, reproduction: int, location: str,
+                      files: Iterable[Mapping]) -> None:
+        """Record the kept fold models of one run: ``files`` of ``{"fold", "artifact_id", "sha256", "bytes"}``."""
+        rows = [{"run_id": run_id, "study_name": study_name, "reproduction": int(reproduction), "location": location,
+                 "fold": int(f["fold"]), "artifact_id": f["artifact_id"], "sha256": f["sha256"],
+                 "bytes": int(f["bytes"]), "created_at": _now()} for f in files]
+        with self._engine.begin() as conn:
+            conn.execute(delete(KeptModel).where(KeptModel.run_id == run_id))
+            if rows:
+                conn.execute(insert(KeptModel), rows)
+
+    def kept_models(self, study_name: str | None = None) -> list[dict]:
+        """Kept fold models (of one study, or all) with the separated-128 test MAP@R of their reproduction."""
+        score = (select(TestResult.value).where(TestResult.run_id == KeptModel.run_id,
+                                                 TestResult.mode == "separated_128",
+                                                 TestResult.metric == "mean_average_precision_at_r")
+                 .limit(1).scalar_subquery())
+        query = select(*KeptModel.__table__.columns, score.label("map_at_r")).order_by(
+            KeptModel.study_name, KeptModel.reproduction, KeptModel.fold)
+        if study_name is not None:
+            query = query.where(KeptModel.study_name == study_name)
+        with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def forget_models(self, run_ids: Iterable[int]) -> None:
+        ids = [int(i) for i in run_ids]
+        if ids:
+            with self._engine.begin() as conn:
+                conn.execute(delete(KeptModel).where(KeptModel.run_id.in_(ids)))
+
+    def record_compute(self, run_id: int, rows: Iterable[Mapping]) -> None:
+        """Record (or replace) what a run cost: rows of ``{"fold" (-1: the whole run), "wall_seconds", "device",
+        "device_seconds"}``."""
+        records = [{"run_id": run_id, "fold": int(r["fold"]), "wall_seconds": float(r["wall_seconds"]),
+                    "device": str(r["device"]), "device_seconds": _float(r.get("device_seconds"))} for r in rows]
+        if not records:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(delete(Compute).where(Compute.run_id == run_id,
+                                               Compute.fold.in_([r["fold"] for r in records])))
+            conn.execute(insert(Compute), records)
+
+    def record_retrieval_examples(self, run_id: int, examples: Iterable[Mapping]) -> None:
+        """Record (or replace) a run's retrieval examples: ``{"position", "query_path", "query_label",
+        "neighbours"}`` each."""
+        rows = [{"run_id": run_id, "position": int(e["position"]), "query_path": str(e["query_path"]),
+                 "query_label": int(e["query_label"]), "neighbours": _jsonable(e["neighbours"])} for e in examples]
+        with self._engine.begin() as conn:
+            conn.execute(delete(RetrievalExample).where(RetrievalExample.run_id == run_id))
+            if rows:
+                conn.execute(insert(RetrievalExample), rows)
+
     # ---- key/value facts --------------------------------------------------------------------------------------
 
     def get_meta(self, key: str, default=None):
@@ -367,6 +429,7 @@ class FoldOutcome(Protocol):
     best_epoch: int | None
     epochs_trained: int
     seconds: float
+    device_seconds: float | None
     best_metrics: Mapping
     curve: list[dict]
     proxy_diagnostics: list[dict]
@@ -377,10 +440,12 @@ class RunRecord:
     exception, an interrupt) is marked failed."""
 
     def __init__(self, store: ResultsStore, run_id: int, identity: dict, reproduction: int | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, device: str = "?"):
         self.store, self.run_id, self._identity = store, run_id, identity
-        self.reproduction, self.seed = reproduction, seed
+        self.reproduction, self.seed, self.device = reproduction, seed, device
         self.finished = False
+        self._started = time.perf_counter()
+        self._device_seconds: float | None = None
 
     def __enter__(self) -> RunRecord:
         return self
@@ -390,18 +455,30 @@ class RunRecord:
             self.store.finish_run(self.run_id, "failed")
 
     def fold(self, result: FoldOutcome) -> None:
-        """A fold's outcome, its epoch curve and its proxy diagnostics."""
+        """A fold's outcome, its epoch curve, its proxy diagnostics and what it cost."""
         self.store.record_fold(self.run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
                                result.seconds, result.best_metrics)
         self.store.record_epochs(self.run_id, result.fold, result.curve)
         self.store.record_proxy_diagnostics(self.run_id, result.fold, result.proxy_diagnostics)
+        if result.device_seconds is not None:
+            self._device_seconds = (self._device_seconds or 0.0) + result.device_seconds
+        self.store.record_compute(self.run_id, [{"fold": result.fold, "wall_seconds": result.seconds,
+                                                 "device": self.device, "device_seconds": result.device_seconds}])
+
+    def _record_run_cost(self) -> None:
+        # The whole run, from its start to its end: its folds and what happened around them (test evaluation).
+        wall = time.perf_counter() - self._started
+        self.store.record_compute(self.run_id, [{"fold": WHOLE_RUN, "wall_seconds": wall, "device": self.device,
+                                                 "device_seconds": self._device_seconds}])
 
     def finish(self, status: str, objective: float | None = None) -> None:
+        self._record_run_cost()
         self.store.finish_run(self.run_id, status, objective)
         self.finished = True
 
     def test_metrics(self, reproduction: int, seed: int, metrics: Mapping[str, Mapping]) -> None:
         """A test reproduction's metrics; completes the run in the same transaction."""
+        self._record_run_cost()
         self.store.record_test_metrics(self.run_id, **self._identity, reproduction=reproduction, seed=seed,
                                        metrics=metrics)
         self.finished = True
@@ -451,6 +528,11 @@ def _finish(conn, run_id: int, status: str, objective) -> None:
 def _check_final_status(status: str) -> None:
     if status not in RUN_STATUSES or status == "running":
         raise ValueError(f"final run status {status!r} is not one of {[s for s in RUN_STATUSES if s != 'running']}")
+
+
+def _device(details: dict) -> str:
+    """The device a run trains on, as its provenance describes it (what bm_compute records)."""
+    return str((details.get("provenance") or {}).get("device", "?"))
 
 
 def _now() -> datetime:

@@ -85,6 +85,7 @@ class FoldResult:
     curve: list[dict] = field(default_factory=list)
     proxy_diagnostics: list[dict] = field(default_factory=list)  # {"epoch": e, **proxy_cosine_summary} per validation
     seconds: float = 0.0
+    device_seconds: float | None = None  # CUDA time from the fold's first to its last kernel; None on the CPU
     state: dict | None = None  # best checkpoint: {"model": ..., "loss": ...} on the CPU
 
 
@@ -194,6 +195,7 @@ class FoldTrainer:
         """Normal training with early stopping, then the scale schedule's additional phase if it has one."""
         p = self.protocol
         started = time.perf_counter()
+        clock = _DeviceClock(self.device)
         seed_everything(seed)
         model, bundle = self.build(data.num_train_classes)
         forward = torch.compile(model) if self.compile else model  # the same parameters; state_dict from `model`
@@ -262,6 +264,7 @@ class FoldTrainer:
             curve=run.curve,
             proxy_diagnostics=run.diagnostics,
             seconds=time.perf_counter() - started,
+            device_seconds=clock.seconds(),
             state=run.best_state,
         )
 
@@ -350,6 +353,26 @@ class _TensorBatches:
     def __iter__(self):
         for start in range(0, len(self.labels), self.batch_size):
             yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+
+
+class _DeviceClock:
+    """CUDA events around a fold: the device's own elapsed time, which a wall clock cannot tell apart from time the
+    GPU waited for data. Nothing on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.start = None
+        if device.type == "cuda":
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.start.record(torch.cuda.current_stream(device))
+            self.device = device
+
+    def seconds(self) -> float | None:
+        if self.start is None:
+            return None
+        end = torch.cuda.Event(enable_timing=True)
+        end.record(torch.cuda.current_stream(self.device))
+        end.synchronize()
+        return self.start.elapsed_time(end) / 1000.0
 
 
 def _default_workers(device: torch.device) -> int:

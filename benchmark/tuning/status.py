@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.results import load_runs
+from benchmark.results import load_kept_models, load_runs
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.namespace import in_namespace
 
@@ -17,6 +17,8 @@ def study_statuses(storage_url: str, results_url: str, prefix: str = "") -> list
     runs = load_runs(results_url)
     tests = runs[(runs["kind"] == "test") & (runs["status"] == "complete") & runs["reproduction"].notna()]
     reproductions = tests.groupby("study_name")["reproduction"].nunique().to_dict()
+    kept_models = load_kept_models(results_url)
+    kept = kept_models.groupby("study_name")["bytes"].sum().to_dict() if not kept_models.empty else {}
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if not in_namespace(summary.study_name, prefix):
@@ -32,5 +34,6 @@ def study_statuses(storage_url: str, results_url: str, prefix: str = "") -> list
             "running": states.count(TrialState.RUNNING) + states.count(TrialState.WAITING),
             "best_value": max(complete) if complete else None,
             "test_reproductions": int(reproductions.get(summary.study_name, 0)),
+            "kept_model_bytes": int(kept.get(summary.study_name, 0)),
         })
     return sorted(rows, key=lambda r: r["study"])

@@ -20,6 +20,7 @@ from benchmark.evaluation.embed import compute_embeddings, concatenate_normalize
 from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
+from benchmark.results.artifacts import artifact_id, default_location, fold_model_file, open_store, remove, write
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldTrainer
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Reproduction seeds live in their own range so they never coincide with tuning-trial seeds.
 _REPRODUCTION_SEED_OFFSET = 1_000_000
+# Retrieval examples stored per reproduction (the report shows those of each dataset's best configuration).
+RETRIEVAL_QUERIES = 8
+RETRIEVAL_NEIGHBOURS = 5
 
 
 def best_params(storage_url: str, name: str, experiment: Experiment) -> dict:
@@ -74,9 +78,13 @@ def configuration_name(study: str, fixed: dict) -> str:
 
 
 def run_test(experiment: Experiment, storage_url: str, results_url: str, reproductions: int, seed: int,
-             fixed: dict | None = None) -> pd.DataFrame:
+             fixed: dict | None = None, keep_models: str = "best", models_location: str | None = None) -> pd.DataFrame:
     """Test the study's best parameters, or -- with ``fixed`` -- the search space's defaults with ``fixed`` set
-    (no study needed: e.g. a published configuration, or one scale schedule against another)."""
+    (no study needed: e.g. a published configuration, or one scale schedule against another).
+
+    ``keep_models``: ``all`` keeps every reproduction's fold models in the artifact store at ``models_location``
+    (default: next to the results database), ``best`` only those of the reproduction with the highest
+    separated-128 test MAP@R so far, ``none`` nothing."""
     e = experiment
     name = namespaced(e.study_prefix, study_name(e.dataset_name, e.loss_name, e.protocol.label))
     if fixed:
@@ -105,8 +113,14 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
             folds = run_folds(trainer, e.fold_run, seed=rep_seed)
             for fold in folds:
                 record.fold(fold)
-            metrics = evaluate_test(trainer, [f.state for f in folds], test_set, e.recall_at)
+            per_model = embed_test(trainer, [f.state for f in folds], test_set)
+            metrics = score_test(per_model, test_set, e.recall_at)
+            results.record_retrieval_examples(record.run_id, retrieval_examples(per_model, test_set))
             record.test_metrics(reproduction, rep_seed, metrics)
+        if keep_models != "none":
+            keep_fold_models(results, models_location or default_location(results_url), keep_models,
+                             record.run_id, name, reproduction, folds, metrics, _model_meta(e, name, reproduction,
+                                                                                             params))
         logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
                     metrics["separated_128"][OBJECTIVE], metrics["concatenated_512"][OBJECTIVE])
     others = [run for run in results.running_runs(name) if run["kind"] == "test"]
@@ -118,8 +132,40 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     return summary[summary["study_name"] == name]
 
 
-def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, recall_at) -> dict[str, dict]:
-    """Separated-128 (each fold model alone, metrics averaged) and concatenated-512 metrics on the test set."""
+def keep_fold_models(results: ResultsStore, location: str, mode: str, run_id: int, name: str, reproduction: int,
+                     folds: list, metrics: dict, meta: dict) -> None:
+    """Write this reproduction's fold models to the artifact store (``best``: only if it beats the kept one, which
+    is then removed) and record them."""
+    kept = results.kept_models(name)
+    if mode == "best":
+        score = metrics["separated_128"]["mean_average_precision_at_r"]
+        previous = [m for m in kept if m["run_id"] != run_id]
+        if any(m["map_at_r"] is not None and m["map_at_r"] >= score for m in previous):
+            return
+    store = open_store(location)
+    files = []
+    for fold in folds:
+        content = fold_model_file(fold.state["model"], {**meta, "fold": fold.fold, "best_epoch": fold.best_epoch})
+        artifact = artifact_id(name, reproduction, fold.fold)
+        files.append({"fold": fold.fold, "artifact_id": artifact, "sha256": write(store, artifact, content),
+                      "bytes": len(content)})
+    results.record_models(run_id, name, reproduction, location, files)
+    logger.info("kept the %d fold models of reproduction %d in %s", len(files), reproduction, location)
+    if mode == "best":
+        for old in previous:
+            remove(old["location"], old["artifact_id"])
+        results.forget_models({m["run_id"] for m in previous})
+
+
+def _model_meta(e: Experiment, name: str, reproduction: int, params: dict) -> dict:
+    """What a kept model file says about itself: enough to rebuild the model and its evaluation transform."""
+    return {"study": name, "reproduction": reproduction, "loss": e.loss_name, "dataset": e.dataset_name,
+            "protocol": e.protocol.to_dict(), "split_scheme": e.splits.scheme, "split_hash": e.splits.hash,
+            "weights": e.weights, "params": dict(params)}
+
+
+def embed_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet) -> list[tuple]:
+    """Each fold model's raw embeddings of the test queries (and of the gallery, for In-Shop)."""
     per_model = []  # (query embeddings, reference embeddings or None), one pair per fold model
     for state in states:
         model = trainer.build_model()
@@ -132,6 +178,11 @@ def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, r
 
         per_model.append((embed(test_set.query),
                           None if test_set.reference is None else embed(test_set.reference)))
+    return per_model
+
+
+def score_test(per_model: list[tuple], test_set: TestSet, recall_at) -> dict[str, dict]:
+    """Separated-128 (each fold model alone, metrics averaged) and concatenated-512 metrics."""
     query_labels = test_set.labels[test_set.query]
     reference_labels = None if test_set.reference is None else test_set.labels[test_set.reference]
 
@@ -144,6 +195,37 @@ def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, r
         None if test_set.reference is None else concatenate_normalized([r for _, r in per_model]),
     )
     return {"separated_128": _average(separated), "concatenated_512": concatenated}
+
+
+def evaluate_test(trainer: FoldTrainer, states: list[dict], test_set: TestSet, recall_at) -> dict[str, dict]:
+    """Separated-128 and concatenated-512 metrics of the fold models' checkpoints on the test set."""
+    return score_test(embed_test(trainer, states, test_set), test_set, recall_at)
+
+
+def retrieval_examples(per_model: list[tuple], test_set: TestSet, queries: int = RETRIEVAL_QUERIES,
+                       k: int = RETRIEVAL_NEIGHBOURS) -> list[dict]:
+    """The ``k`` nearest neighbours (concatenated-512, cosine) of ``queries`` fixed test queries: evenly spaced
+    over the test queries in dataset order, so every loss and reproduction shows the same ones."""
+    query = concatenate_normalized([q for q, _ in per_model])
+    same = test_set.reference is None
+    reference = query if same else concatenate_normalized([r for _, r in per_model])
+    reference_rows = test_set.query if same else test_set.reference
+    picked = np.unique(np.linspace(0, len(query) - 1, min(queries, len(query))).round().astype(int))
+    similarities = query[picked] @ reference.T
+    if same:
+        similarities[np.arange(len(picked)), picked] = -np.inf  # a query is not its own neighbour
+    k = min(k, similarities.shape[1] - int(same))
+    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    examples = []
+    for position, (row, order) in enumerate(zip(picked, nearest)):
+        q = test_set.query[row]
+        examples.append({
+            "position": position, "query_path": str(test_set.paths[q]), "query_label": int(test_set.labels[q]),
+            "neighbours": [{"path": str(test_set.paths[reference_rows[j]]),
+                            "label": int(test_set.labels[reference_rows[j]]),
+                            "similarity": float(similarities[position, j])} for j in order],
+        })
+    return examples
 
 
 def _average(metrics: list[dict]) -> dict:
