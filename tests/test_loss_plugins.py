@@ -146,8 +146,26 @@ def test_example_loss_tuned_tested_and_reported_beside_a_builtin(tiny_env, tmp_p
         assert main(args) == 0, capsys.readouterr().err
     out = tmp_path / "r.html"
     assert main(["report", "--storage", storage, "--out", str(out)]) == 0
-    board = out.read_text().split("<h2>Leaderboard</h2>")[1].split("</table>")[0]
+    html = out.read_text()
+    board = html.split("<h2>Leaderboard</h2>")[1].split("</table>")[0]
     assert ">my_loss<" in board and ">contrastive<" in board
+    # the cost column: tuning + test wall-clock of each loss
+    assert "<th>compute (wall)</th>" in board
+    for row in board.split("<tr data-loss=")[1:]:
+        assert float(row.split("<td")[3].split('data-sort="')[1].split('"')[0]) > 0
+    assert "best validation MAP@R vs tuning compute" in html
+    # retrieval examples of the best configuration, marked against the stored labels, within the budget
+    from benchmark.report.collect import collect, leaderboard
+    from benchmark.report.retrieval import best_configurations
+
+    data = collect(storage, storage)
+    [(best, queries)] = best_configurations(leaderboard(data), data.examples)
+    hits = sum(int(n["label"]) == int(q.query_label) for q in queries.itertuples() for n in q.neighbours)
+    section = html.split('<h2 id="retrieval">')[1].split("<h2")[0]
+    assert f": {best['loss']}, reproduction 0</h3>" in section
+    assert section.count('class="hit"') == hits and section.count('class="miss"') == 8 * 5 - hits
+    assert section.count('src="data:image/jpeg;base64,') == 8 * 6
+    assert sum(len(part.split('"', 1)[0]) for part in section.split('src="')[1:]) <= 1_000_000
     capsys.readouterr()
     assert main(["status", "--storage", storage]) == 0
     status = capsys.readouterr().out

@@ -20,7 +20,15 @@ from benchmark.config import DEFAULT_BATCH_SAMPLER
 from benchmark.errors import UserError
 from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.redaction import redact_url
-from benchmark.results import load_epoch_curves, load_proxy_diagnostics, load_runs, summarize_test_results
+from benchmark.report.compute import run_costs, study_cost
+from benchmark.results import (
+    load_compute,
+    load_epoch_curves,
+    load_proxy_diagnostics,
+    load_retrieval_examples,
+    load_runs,
+    summarize_test_results,
+)
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
 from benchmark.tuning.namespace import in_namespace
@@ -66,6 +74,8 @@ class ReportData:
     reference_hparams: dict = field(default_factory=dict)  # {(loss, dataset): {param: value}}
     sweeps: list[StudyData] = field(default_factory=list)  # grid studies (`benchmark sweep`), not on the leaderboard
     proxy_diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_proxy_diagnostics
+    compute: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_compute
+    examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_retrieval_examples
 
     @property
     def empty(self) -> bool:
@@ -87,7 +97,8 @@ def collect(storage_url: str, results_url: str, prefix: str = "") -> ReportData:
     mapr, hparams = load_reference()
     # Only the redacted URLs reach the report.
     return ReportData(redact_url(storage_url), redact_url(results_url), studies, summary, runs, curves, mapr, hparams, sweeps,
-                      mine(load_proxy_diagnostics(results_url)))
+                      mine(load_proxy_diagnostics(results_url)), mine(load_compute(results_url)),
+                      mine(load_retrieval_examples(results_url)))
 
 
 def _studies(storage_url: str) -> list[StudyData]:
@@ -166,9 +177,12 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
         # A test of fixed parameters is a row of its own, named by the values it set.
         loss = f"{r.loss} {configuration(r.study_name)}".rstrip()
         row = rows.setdefault((r.dataset, r.protocol, loss), _empty_row(r.dataset, r.protocol, loss))
+        row["test_study"] = r.study_name
         for part in ("mean", "ci_low", "ci_high", "n"):
             row[f"{r.mode}/{r.metric}/{part}"] = getattr(r, part)
+    costs = run_costs(data.compute)
     for (dataset, _protocol, label), row in rows.items():
+        row.update(study_cost(costs, row["study"], row["test_study"]))
         loss = label.split(" ")[0]
         row["mlrc_best_val_map_at_r"] = data.reference_mapr.get((loss, dataset))
         optimum = data.reference_hparams.get((loss, dataset))
@@ -178,7 +192,8 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
 
 
 def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
-    row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "trials_finished": None,
+    row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "test_study": None,
+           "trials_finished": None,
            "trials_total": None, "best_val_map_at_r": None, "sampler": None}
     for mode in MODES:
         for metric in METRICS:

@@ -21,7 +21,10 @@ from plotly.subplots import make_subplots
 
 from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
+from benchmark.report.compute import compute_section, duration, run_costs
 from benchmark.report.perf import perf_section
+from benchmark.report.retrieval import STYLE as RETRIEVAL_STYLE
+from benchmark.report.retrieval import retrieval_section
 from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
 from benchmark.report.sweeps import sweeps_section
@@ -76,7 +79,7 @@ def render(data: ReportData, perf: dict | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>DML benchmark report</title>',
-        f"<style>{_STYLE}</style>",
+        f"<style>{_STYLE}{RETRIEVAL_STYLE}</style>",
         f"<script>{plotly.offline.get_plotlyjs()}</script>",
         "</head><body>",
         "<h1>Deep-metric-learning benchmark</h1>",
@@ -85,6 +88,8 @@ def render(data: ReportData, perf: dict | None = None) -> str:
         "sort.</p>",
         "<h2>Leaderboard</h2>",
         _leaderboards(board),
+        retrieval_section(board, data.examples),
+        compute_section(board, run_costs(data.compute), figures.embed),
         comparisons_section(data.summary, figures.embed),
         "<h2>Per loss</h2>",
     ]
@@ -107,14 +112,15 @@ def _leaderboards(board: pd.DataFrame) -> str:
     for dataset, protocol, rows in groups(board):
         with_reference = dataset in REFERENCE_DATASETS
         out.append(f"<h3>{escape(dataset)} ({escape(protocol)})</h3>")
-        head = ["loss", "trials done / total", *header_labels(), "best val MAP@R (ours)"]
+        head = ["loss", "trials done / total", "compute (wall)", *header_labels(), "best val MAP@R (ours)"]
         if with_reference:
             head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
         out.append(f'<table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
         best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
-            cells = [_td(row["loss"], row["loss"]), _td(budget(row), row["trials_finished"])]
+            cells = [_td(row["loss"], row["loss"]), _td(budget(row), row["trials_finished"]),
+                     _td(duration(row["compute_seconds"]) if row["compute_seconds"] else "-", row["compute_seconds"])]
             for c in columns():
                 mean, half = cell(row, *c)
                 text = mean + (f" ± {half}" if half else "")

@@ -21,10 +21,12 @@ from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import make_engine, user_errors
 from benchmark.results.migrate import legacy_validation_rows
 from benchmark.results.schema import (
+    Compute,
     EpochCurve,
     FoldResult,
     KeptModel,
     ProxyDiagnostic,
+    RetrievalExample,
     Run,
     TestResult,
     ValidationMetric,
@@ -112,6 +114,29 @@ def load_kept_models(storage: str) -> pd.DataFrame:
     """The kept fold models (``test --keep-models``): one row per file with its location, sha256 and size."""
     return _load(storage, select(KeptModel).order_by(KeptModel.study_name, KeptModel.reproduction, KeptModel.fold),
                  tables=(KeptModel,))
+
+
+def load_compute(storage: str) -> pd.DataFrame:
+    """What runs cost: one row per fold (``fold`` = -1: the whole run) with wall seconds, device and CUDA
+    device-seconds, the run's identity, objective and times."""
+    statement = (
+        select(*Compute.__table__.columns, *_RUN_IDENTITY, Run.objective, Run.created_at, Run.finished_at)
+        .join(Run, Run.id == Compute.run_id)
+        .order_by(Compute.run_id, Compute.fold)
+    )
+    return _load(storage, statement, tables=(Run, Compute))
+
+
+def load_retrieval_examples(storage: str) -> pd.DataFrame:
+    """The stored retrieval examples of completed test reproductions: one row per fixed query, ``neighbours`` a
+    list of ``{"path", "label", "similarity"}``, nearest first."""
+    statement = (
+        select(*RetrievalExample.__table__.columns, *_RUN_IDENTITY)
+        .join(Run, Run.id == RetrievalExample.run_id)
+        .where(Run.status == "complete")
+        .order_by(RetrievalExample.run_id, RetrievalExample.position)
+    )
+    return _load(storage, statement, tables=(Run, RetrievalExample))
 
 
 def load_test_results(storage: str, complete_only: bool = True) -> pd.DataFrame:

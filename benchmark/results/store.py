@@ -364,7 +364,7 @@ class ResultsStore:
         """Record (or replace) what a run cost: rows of ``{"fold" (-1: the whole run), "wall_seconds", "device",
         "device_seconds"}``."""
         records = [{"run_id": run_id, "fold": int(r["fold"]), "wall_seconds": float(r["wall_seconds"]),
-                    "device": str(r["device"]), "device_seconds": _float(r.get("device_seconds"))} for r in rows]
+                    "device": str(r["device"]), "device_seconds": to_float(r.get("device_seconds"))} for r in rows]
         if not records:
             return
         with self._engine.begin() as conn:
@@ -376,7 +376,7 @@ class ResultsStore:
         """Record (or replace) a run's retrieval examples: ``{"position", "query_path", "query_label",
         "neighbours"}`` each."""
         rows = [{"run_id": run_id, "position": int(e["position"]), "query_path": str(e["query_path"]),
-                 "query_label": int(e["query_label"]), "neighbours": _jsonable(e["neighbours"])} for e in examples]
+                 "query_label": int(e["query_label"]), "neighbours": jsonable(e["neighbours"])} for e in examples]
         with self._engine.begin() as conn:
             conn.execute(delete(RetrievalExample).where(RetrievalExample.run_id == run_id))
             if rows:

@@ -16,7 +16,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from benchmark.errors import UserError
-from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized
+from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized, l2_normalize
 from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
@@ -206,9 +206,10 @@ def retrieval_examples(per_model: list[tuple], test_set: TestSet, queries: int =
                        k: int = RETRIEVAL_NEIGHBOURS) -> list[dict]:
     """The ``k`` nearest neighbours (concatenated-512, cosine) of ``queries`` fixed test queries: evenly spaced
     over the test queries in dataset order, so every loss and reproduction shows the same ones."""
-    query = concatenate_normalized([q for q, _ in per_model])
+    # Unit length again after concatenating unit parts: the similarities shown are cosines.
+    query = l2_normalize(concatenate_normalized([q for q, _ in per_model]))
     same = test_set.reference is None
-    reference = query if same else concatenate_normalized([r for _, r in per_model])
+    reference = query if same else l2_normalize(concatenate_normalized([r for _, r in per_model]))
     reference_rows = test_set.query if same else test_set.reference
     picked = np.unique(np.linspace(0, len(query) - 1, min(queries, len(query))).round().astype(int))
     similarities = query[picked] @ reference.T
