@@ -16,3 +16,10 @@ def did_you_mean(word: str, choices) -> str:
     if not close:
         return ""
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+
+
+def out_of_space(error: BaseException | None) -> bool:
+    """A write failed for want of space (a full disk or a quota): the work so far is kept and a rerun resumes."""
+    import errno
+
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -200,13 +200,15 @@ def test_a_trial_cut_short_is_retried_with_its_params_and_nothing_is_lost(tiny_e
     victim = wait_for_running_trial(tmp_path, proc)
     finished_fold = victim.user_attrs["folds"]["0"]
     proc.send_signal({"kill": signal.SIGKILL, "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}[how])
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     if how == "kill":
         assert proc.returncode == -signal.SIGKILL
         assert trials_of(tmp_path)[victim.number].state == TrialState.RUNNING  # a zombie, until the next run
     else:
         assert proc.returncode == 130
         assert trials_of(tmp_path)[victim.number].state == TrialState.FAIL
+        # One line says so; Optuna's failed-trial traceback is not printed.
+        assert "Traceback" not in err and f"trial {victim.number} recorded as FAIL and re-queued" in err, err
 
     rerun = run_benchmark(tune_args(2, SLOW_PROTOCOL), tiny_env, tmp_path, timeout=400)
     assert rerun.returncode == 0, rerun.stderr
@@ -282,3 +284,26 @@ def test_concatenated_embeddings_are_the_four_normalised_parts(tiny_env, tiny_da
     separated = [retrieval_metrics(p, labels, recall_at=(1, 2)) for p in parts]
     assert metrics["separated_128"]["mean_average_precision_at_r"] == pytest.approx(
         np.mean([m["mean_average_precision_at_r"] for m in separated]))
+
+
+def test_a_full_disk_mid_trial_is_one_line_and_the_trial_is_requeued(tiny_env, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from benchmark.cli import main
+    from benchmark.results.store import ResultsStore
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/checkpoint.pt")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ResultsStore, "record_fold", full)
+    code = main(tune_args(1))
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: no space left on the disk writing /data/checkpoint.pt")
+    assert "re-queued" in err
+    trials = trials_of(tmp_path)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # the same params, waiting
+    assert trials[1].system_attrs.get("failed_trial") == 0
+    runs = load_runs(f"sqlite:///{tmp_path}/results/benchmark.db")
+    assert "running" not in set(runs["status"])

@@ -135,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        from benchmark.errors import out_of_space
+
+        if not out_of_space(error):
+            raise
+        # Completed trials and reproductions are stored; the interrupted one is re-queued or retrained on rerun.
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"error: no space left on the disk{redact(where)}; free some and rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     except Exception as error:
         from benchmark.results.db import database_error, driver_message, is_transient
 
@@ -161,14 +171,18 @@ def _redacted_excepthook(kind, value, traceback) -> None:
 
 
 class _NoTracebackForLostConnections(logging.Filter):
-    """Optuna logs a failed trial with its traceback; one failed by a connection cut mid-query is re-queued and
-    resumed by the Tuner, which says so in one line: the traceback would only alarm."""
+    """Optuna logs a failed trial with its traceback; one failed by a connection cut mid-query, an interrupt
+    (Ctrl-C, SIGTERM) or a full disk is re-queued and resumed by the Tuner, which says so in one line: the
+    traceback would only alarm. A bug's traceback stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.name.startswith("optuna"):
+            from benchmark.errors import out_of_space
             from benchmark.results.db import database_error
 
-            lost = database_error(record.exc_info[1])
-            if lost is not None and lost.connection_invalidated:
+            error = record.exc_info[1]
+            lost = database_error(error)
+            if (isinstance(error, KeyboardInterrupt) or out_of_space(error)
+                    or (lost is not None and lost.connection_invalidated)):
                 record.exc_info, record.exc_text = None, None
         return True

@@ -331,7 +331,8 @@ def database_error(error: BaseException | None) -> DBAPIError | None:
 # schema, a read-only file), which a rerun repeats.
 _TRANSIENT = ("could not connect", "connection refused", "server closed the connection", "terminating connection",
               "connection to server", "connection timed out", "timeout expired", "database is locked",
-              "could not translate host name", "the database system is", "lost connection", "gone away")
+              "could not translate host name", "the database system is", "lost connection", "gone away",
+              "disk is full", "no space left")
 
 
 def is_transient(error: DBAPIError) -> bool:

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from benchmark.config import check_same_protocol
 from benchmark.data.splits import check_split_hash
-from benchmark.errors import UserError
+from benchmark.errors import UserError, out_of_space
 from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
@@ -224,9 +224,12 @@ class Tuner:
             self.study.optimize(self._objective, n_trials=1, catch=(_SurplusTrial,), gc_after_trial=True,
                                 show_progress_bar=False)
         except KeyboardInterrupt:
-            self._requeue_interrupted()
+            self._requeue_interrupted("interrupted")
             raise
         except Exception as error:
+            if out_of_space(error):
+                self._requeue_interrupted("no space left on the disk")
+                raise
             if not self._requeue_after_lost_connection(error):
                 raise
         else:
@@ -258,13 +261,13 @@ class Tuner:
         return TuneSummary(self.name, sum(self.counts()[s] for s in FINISHED), self.total,
                            best.value if best else None, best.params if best else None)
 
-    def _requeue_interrupted(self) -> None:
+    def _requeue_interrupted(self, why: str) -> None:
         if self._current_trial is None:
             return
         trial = self._frozen(self._current_trial)
         if trial.state == TrialState.FAIL:
             retry_callback()(self.study, trial)
-            logger.warning("interrupted: trial %d recorded as FAIL and re-queued; rerun to resume", trial.number)
+            logger.warning("%s: trial %d recorded as FAIL and re-queued; rerun to resume", why, trial.number)
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
         ahead = self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
