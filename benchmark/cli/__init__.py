@@ -22,7 +22,7 @@ from benchmark.redaction import RedactingFilter, redact
 # Subcommand modules, in the order `benchmark --help` lists them. Their top level and register() import only what
 # the parser needs (tests/test_cli_startup.py checks): optuna, pandas, scipy, sklearn and torch load in the handlers.
 _COMMANDS = ("datasets", "losses", "evaluate", "run", "tune", "sweep", "worker", "test", "embed", "status", "report",
-             "check", "perf", "db")
+             "dashboard", "check", "perf", "db")
 # Commands that never touch Optuna: configuring its logging would import it (~1 s) for nothing.
 _WITHOUT_OPTUNA = frozenset({"datasets", "losses", "evaluate", "embed"})
 
