@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from _report_helpers import add_study, sqlite_url
 from benchmark.cli import main
 from benchmark.evaluation.registry import METRICS, Metric
@@ -34,3 +36,15 @@ def test_a_metric_added_to_the_table_is_stored_at_validation_and_shown_in_every_
         store.record_epochs(run, 0, [{"epoch": 1, "loss": 0.5, "val_fake_at_1": 0.4}])
     assert load_fold_results(url).query("kind == 'run'")["val_fake_at_1"].tolist() == [0.4]
     assert load_epoch_curves(url).query("kind == 'run'")["val_fake_at_1"].tolist() == [0.4]
+
+
+def test_per_dataset_facts_are_read_from_the_dataset_spec(monkeypatch):
+    from benchmark.data.registry import DATASETS
+    from benchmark.report import collect
+    from benchmark.training.experiment import Experiment
+
+    assert collect.REFERENCE_DATASETS == ("cub200", "cars196", "sop")
+    monkeypatch.setitem(DATASETS, "sop", replace(DATASETS["sop"], recall_at=(1, 5)))
+    experiment = Experiment.__new__(Experiment)
+    experiment.dataset_name = "sop"
+    assert experiment.recall_at == (1, 5)

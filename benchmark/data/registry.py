@@ -43,6 +43,10 @@ class DatasetSpec:
     source: str  # where to get the data, one line
     load: Callable[[Path], ImageDataset]
     download: Download | None = None
+    # Recall@K cut-offs reported at test: the literature's 1-8 for small datasets, powers of 10 for SOP-sized ones.
+    recall_at: tuple[int, ...] = (1, 2, 4, 8)
+    # MLRC published figures for it (benchmark/reference/): the report shows them beside ours.
+    mlrc_reference: bool = False
 
 
 def _locate(spec_name: str, data_root: Path, candidates: list[Path], markers: list[str]) -> Path:
@@ -190,6 +194,7 @@ _SPECS = [
         layout="CUB_200_2011/{images.txt,image_class_labels.txt,images/<class>/<image>.jpg}",
         source="https://www.vision.caltech.edu/datasets/cub_200_2011/",
         load=_load_cub,
+        mlrc_reference=True,
         download=Download(
             url="https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
             md5="97eceeb196236b17998738112f37df78",
@@ -202,6 +207,7 @@ _SPECS = [
         source="no public direct download since the Stanford site went offline: get car_ims.tgz and "
                "cars_annos.mat from a mirror of ai.stanford.edu/~jkrause/cars/car_dataset.html",
         load=_load_cars,
+        mlrc_reference=True,
     ),
     DatasetSpec(
         name="sop",
@@ -210,6 +216,8 @@ _SPECS = [
         layout="Stanford_Online_Products/{Ebay_info.txt,Ebay_train.txt,Ebay_test.txt,<category>_final/<image>.JPG}",
         source="https://cvgl.stanford.edu/projects/lifted_struct/",
         load=_load_sop,
+        recall_at=(1, 10, 100, 1000),
+        mlrc_reference=True,
         # The Google Drive file that pytorch-metric-learning downloads. No official checksum is published:
         # the download is reported with its sha256 and accepted unverified unless --md5/--sha256 is given.
         download=Download(
@@ -224,6 +232,7 @@ _SPECS = [
         source="no direct download (a Google Drive folder with a password-protected img.zip): see "
                "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html",
         load=_load_inshop,
+        recall_at=(1, 10, 20, 30, 40, 50),
     ),
     DatasetSpec(
         name="folder",

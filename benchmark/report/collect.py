@@ -17,6 +17,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from benchmark.config import DEFAULT_BATCH_SAMPLER
+from benchmark.data.registry import DATASETS
 from benchmark.errors import UserError
 from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.redaction import redact_url
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 # MLRC searched 50 trials per loss and dataset; a study that does not record its own total is measured against it.
 MLRC_TRIAL_BUDGET = 50
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"
-REFERENCE_DATASETS = ("cub200", "cars196", "sop")
+REFERENCE_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.mlrc_reference)
 REFERENCE_SOURCE = (
     "Musgrave, Belongie, Lim: A Metric Learning Reality Check (ECCV 2020), powerful-benchmarker docs "
     "(papers/mlrc: optimisation traces and optimal hyperparameters); best 4-fold-mean validation MAP@R of each "

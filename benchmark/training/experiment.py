@@ -13,6 +13,7 @@ import torch
 
 from benchmark.config import Protocol
 from benchmark.data import ImageDataset, get_dataset
+from benchmark.data.registry import get_spec
 from benchmark.data.cache import DecodedImageCache
 from benchmark.data.samplers import batch_sampler_space
 from benchmark.data.splits import Splits, make_splits
@@ -20,11 +21,6 @@ from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace
 from benchmark.training.fold import FoldTrainer
 from benchmark.training.run import FoldRun
-
-# Recall@K cut-offs of the literature: small datasets 1-8, SOP-sized ones powers of 10.
-_RECALL_AT = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}
-_DEFAULT_RECALL_AT = (1, 2, 4, 8)
-
 
 @dataclass
 class Experiment:
@@ -76,7 +72,7 @@ class Experiment:
 
     @property
     def recall_at(self) -> tuple[int, ...]:
-        return _RECALL_AT.get(self.dataset_name, _DEFAULT_RECALL_AT)
+        return get_spec(self.dataset_name).recall_at
 
     def cache(self) -> DecodedImageCache:
         if self._cache is None or self._cache.resize != self.protocol.resize:
