@@ -7,6 +7,16 @@ class UserError(Exception):
     The message must say what was wrong and what was expected, in one line.
     """
 
+    def __init__(self, message: str = "", *args):
+        # A DataLoader worker's exception is re-raised in the main process as the same type built from the text
+        # "Caught UserError in DataLoader worker process N.\nOriginal Traceback ...\n...UserError: <message>":
+        # keep the original one-line message, not the worker's traceback.
+        text = str(message)
+        if text.startswith(f"Caught {type(self).__name__} ") and "Original Traceback" in text:
+            last = text.rstrip().splitlines()[-1]
+            text = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(text, *args)
+
 
 def did_you_mean(word: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, else ''."""

@@ -306,3 +306,22 @@ def test_postgres_of_another_schema_or_without_privileges(pg_url, tiny_env, tmp_
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+def test_truncated_jpeg_read_by_dataloader_workers_is_one_line(tiny_env, tiny_data_root, tmp_path, monkeypatch,
+                                                               capsys):
+    import io
+
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, root, ignore=shutil.ignore_patterns(".cache"))
+    image = sorted((root / "synthetic").rglob("*.png"))[0]
+    buffer = io.BytesIO()
+    Image.open(image).convert("RGB").save(buffer, format="JPEG")
+    image.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # a JPEG cut short
+    monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    code = main([*RUN, "--set", "iterations_per_epoch=2", "--set", "max_epochs=1", "--set", "patience=1",
+                 "--workers", "2", "-q"])
+    check_one_error(code, capsys.readouterr().err, f"cannot decode image {image}")

@@ -122,3 +122,103 @@ def test_zip_member_escaping_the_target_is_refused(tmp_path):
     with pytest.raises(UserError, match="escapes the target folder"):
         extract(archive, target)
     assert list(target.iterdir()) == [] and not list(tmp_path.rglob("evil.txt"))
+
+
+class _ShortHandler(http.server.BaseHTTPRequestHandler):
+    """Promises 1000 bytes, sends 100, closes."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"x" * 100)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_short_read_is_not_accepted_as_complete(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ShortHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    data_root = tmp_path / "data"
+    try:
+        code, _, err = run_cli(["datasets", "download", "cub200", "--data-root", str(data_root),
+                                "--url", f"http://127.0.0.1:{httpd.server_address[1]}/a.tgz"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    lines = err.strip().splitlines()  # an INFO progress line may come first
+    assert code == 2 and lines[-1].startswith("error: the download of") and "100 of 1000 bytes" in lines[-1]
+    assert sum(line.startswith("error:") for line in lines) == 1 and "Traceback" not in err
+    assert list(data_root.iterdir()) == []
+
+
+def _truncated_tgz(tmp_path) -> bytes:
+    served = tmp_path / "tmp_served"
+    served.mkdir()
+    _cub_archive(tmp_path, served)
+    data = (served / "CUB_200_2011.tgz").read_bytes()
+    return data[: len(data) * 2 // 3]
+
+
+def _corrupt_zip(tmp_path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("CUB_200_2011/a.txt", "x" * 5000)
+    data = bytearray(buffer.getvalue())
+    data[40:60] = b"\xff" * 20  # the member's compressed bytes
+    return bytes(data)
+
+
+def _zip_with_bad_directory(tmp_path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("CUB_200_2011/a.txt", "x")
+    data = bytearray(buffer.getvalue())
+    directory = data.rfind(b"PK\x01\x02")
+    data[directory:directory + 4] = b"XXXX"  # the central directory entry: ZipFile() itself fails
+    return bytes(data)
+
+
+@pytest.mark.parametrize("make", [_truncated_tgz, _corrupt_zip, _zip_with_bad_directory])
+def test_truncated_or_corrupt_archive_is_one_line(tmp_path, server, make):
+    served, url = server
+    data = make(tmp_path)
+    (served / "archive").write_bytes(data)
+    data_root = tmp_path / "data"
+    code, _, err = run_cli(["datasets", "download", "cub200", "--data-root", str(data_root), "--url",
+                            f"{url}/archive", "--md5", hashlib.md5(data).hexdigest()])
+    lines = err.strip().splitlines()  # INFO progress lines may come first
+    assert code == 2 and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error:") for line in lines) == 1
+    assert "cannot unpack" in lines[-1] or "neither a tar nor a zip" in lines[-1]
+    assert list(data_root.iterdir()) == []
+
+
+def test_read_only_data_root_is_one_line(tmp_path, server):
+    import os
+
+    served, url = server
+    md5 = _cub_archive(tmp_path, served)
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    data_root.chmod(0o555)
+    try:
+        if os.access(data_root, os.W_OK):
+            pytest.skip("running as a user who may write anywhere (root)")
+        code, _, err = run_cli(["datasets", "download", "cub200", "--data-root", str(data_root),
+                                "--url", f"{url}/CUB_200_2011.tgz", "--md5", md5])
+    finally:
+        data_root.chmod(0o755)
+    assert code == 2 and "cannot write into the data root" in err and err.count("\n") == 1
+
+
+def test_data_root_under_a_file_is_one_line(tmp_path, server):
+    served, url = server
+    md5 = _cub_archive(tmp_path, served)
+    (tmp_path / "a_file").write_text("x")
+    code, _, err = run_cli(["datasets", "download", "cub200", "--data-root", str(tmp_path / "a_file" / "data"),
+                            "--url", f"{url}/CUB_200_2011.tgz", "--md5", md5])
+    assert code == 2 and "cannot write into the data root" in err and err.count("\n") == 1, err

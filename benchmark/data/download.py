@@ -9,6 +9,7 @@ leaves the data root as it was.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from benchmark.data.registry import get_spec
@@ -49,8 +51,12 @@ def download_dataset(name: str, data_root: Path, url: str | None = None, md5: st
         logger.info("%s is already present in %s", name, target)
         return target
 
-    data_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.download.", dir=data_root))
+    try:
+        data_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.download.", dir=data_root))
+    except OSError as error:
+        raise UserError(f"cannot write into the data root {data_root}: {error.strerror}; expected a writable folder "
+                        "(--data-root or $BENCHMARK_DATA_ROOT)") from None
     try:
         archive = staging / "archive"
         _fetch(url, archive, md5, sha256)
@@ -83,8 +89,14 @@ def _fetch(url: str, destination: Path, md5: str | None, sha256: str | None) -> 
                 if total and done * 10 // total > reported:
                     reported = done * 10 // total
                     logger.info("%s: %d%% of %.1f MB", url, reported * 10, total / 1e6)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except http.client.IncompleteRead as error:
+        raise UserError(f"the download of {url} ended early: {len(error.partial)} more bytes, "
+                        f"{error.expected} missing; try again") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         raise UserError(f"cannot download {url}: {getattr(error, 'reason', error)}") from None
+    if total and done != total:
+        # A connection closed early is not always an error to urllib; the server said how much to expect.
+        raise UserError(f"the download of {url} ended early: {done} of {total} bytes (Content-Length); try again")
     actual = {name: digest.hexdigest() for name, digest in digests.items()}
     expected = {"md5": md5, "sha256": sha256}
     for algorithm, value in expected.items():
@@ -95,22 +107,32 @@ def _fetch(url: str, destination: Path, md5: str | None, sha256: str | None) -> 
 
 
 def extract(archive: Path, destination: Path) -> None:
-    """Unpack a tar (any compression) or zip archive into ``destination``, refusing members that escape it."""
-    if tarfile.is_tarfile(archive):
-        try:
+    """Unpack a tar (any compression) or zip archive into ``destination``, refusing members that escape it.
+
+    A truncated or corrupt archive is a one-line UserError, whichever layer notices (tar, gzip, zlib, zip)."""
+    try:
+        if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
                 tar.extractall(destination, filter="data")
-        except (tarfile.TarError, OSError) as error:
-            raise UserError(f"cannot unpack the downloaded archive: {error}") from None
-    elif zipfile.is_zipfile(archive):
-        root = destination.resolve()
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                if not (root / member).resolve().is_relative_to(root):
-                    raise UserError(f"refusing to unpack the downloaded archive: member {member!r} escapes the target folder")
-            try:
-                zf.extractall(destination)
-            except (zipfile.BadZipFile, OSError) as error:
-                raise UserError(f"cannot unpack the downloaded archive: {error}") from None
-    else:
-        raise UserError(f"the downloaded file is neither a tar nor a zip archive ({archive.stat().st_size} bytes)")
+        elif zipfile.is_zipfile(archive):
+            _extract_zip(archive, destination)
+        else:
+            raise UserError(f"the downloaded file is neither a tar nor a zip archive ({archive.stat().st_size} bytes)")
+    except tarfile.FilterError as error:
+        raise UserError(f"cannot unpack the downloaded archive: {error}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, NotImplementedError,
+            RuntimeError) as error:
+        # EOFError/zlib.error: a truncated or damaged .tgz; BadZipFile: a damaged zip (also a bad CRC);
+        # NotImplementedError/RuntimeError: a zip compression method or encryption Python cannot read.
+        raise UserError(f"cannot unpack the downloaded archive (truncated or corrupt?): "
+                        f"{type(error).__name__}: {error}") from None
+
+
+def _extract_zip(archive: Path, destination: Path) -> None:
+    root = destination.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if not (root / member).resolve().is_relative_to(root):
+                raise UserError(f"refusing to unpack the downloaded archive: member {member!r} escapes the target "
+                                "folder")
+        zf.extractall(destination)
