@@ -75,7 +75,13 @@ _PRESETS = {
         # The small CNN trains from scratch: its BatchNorm statistics must adapt.
         batchnorm="train",
     ),
+    # A modern trunk under MLRC's other settings (optimiser, batches, schedule): ViT-S/16 trained with DINO, from timm
+    # (optional extra), at its 224 px input. NOT comparable with MLRC's numbers: another trunk and input size.
+    "vit": Protocol(name="vit", trunk="timm:vit_small_patch16_224.dino", resize=256, crop=224),
 }
+# Presets that start from pretrained weights by default (--weights imagenet) and use MLRC's per-dataset validation
+# schedule.
+PRETRAINED_PRESETS = ("mlrc", "vit")
 
 PROTOCOL_NAMES = tuple(_PRESETS)
 
@@ -85,7 +91,7 @@ def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
     if name not in _PRESETS:
         raise UserError(f"unknown protocol {name!r}; expected one of: {', '.join(_PRESETS)}")
     protocol = _PRESETS[name]
-    if name == "mlrc":
+    if name in PRETRAINED_PRESETS:
         interval, patience = _MLRC_VALIDATION.get(dataset, _MLRC_DEFAULT_VALIDATION)
         protocol = replace(protocol, save_interval=interval, patience=patience)
     unknown = set(overrides) - set(Protocol.__dataclass_fields__)

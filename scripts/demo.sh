@@ -7,7 +7,7 @@ common=(--loss proxy_anchor --dataset synthetic --protocol quick)
 
 "$benchmark" datasets verify synthetic
 "$benchmark" tune "${common[@]}" --trials 3
-"$benchmark" test "${common[@]}" --reproductions 2
+"$benchmark" test "${common[@]}" --reproductions 2 --keep-models best  # models for `benchmark embed`
 "$benchmark" status
 "$benchmark" report --out reports/index.html
 echo "open reports/index.html in a browser for the leaderboard"

@@ -53,12 +53,14 @@ def add_experiment_args(parser, *, loss: bool = True) -> None:
     add_loss_module(parser)
     parser.add_argument("--dataset", required=True, help="a dataset name (see `benchmark datasets list`)")
     parser.add_argument("--protocol", default="mlrc", choices=PROTOCOL_NAMES,
-                        help="mlrc: the paper's protocol; quick: a small CPU-sized version (default: mlrc)")
+                        help="mlrc: the paper's protocol; quick: a small CPU-sized version; vit: ViT-S/16 DINO "
+                        "(timm), not comparable with MLRC (default: mlrc)")
     add_data_root(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--weights", default=None,
-                        help="trunk weights: imagenet, none or a file (default: imagenet for mlrc, none for quick)")
+                        help="trunk weights: imagenet (timm trunks: the local cache), none or a file (default: imagenet for mlrc "
+                        "and vit, none for quick)")
     parser.add_argument("--split-scheme", default="mlrc", choices=("mlrc", "kfold"),
                         help="mlrc: the paper's fold rotation; kfold: plain rotation, NOT comparable with MLRC")
     parser.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
@@ -108,6 +110,7 @@ def protocol_from_args(name: str, dataset: str, overrides: dict):
 
 def experiment_from_args(args):
     """Validate the shared arguments once and resolve them into an Experiment."""
+    from benchmark.config import PRETRAINED_PRESETS
     from benchmark.losses.spaces import load_loss_space
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
@@ -122,7 +125,7 @@ def experiment_from_args(args):
     search_space = load_loss_space(args.loss, args.dataset)
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
-    weights = args.weights or ("imagenet" if protocol.name == "mlrc" else "none")
+    weights = args.weights or ("imagenet" if protocol.name in PRETRAINED_PRESETS else "none")
     from benchmark.models.trunks import check_weights
 
     check_weights(protocol.trunk, weights)  # before any data is read or study created

@@ -20,6 +20,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.models.bninception import BNInception
+from benchmark.models.timm_trunks import build_timm_trunk, is_timm, weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +109,20 @@ _BNINCEPTION_URL = "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52d
 _RESNET50_URL = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
 _GOOGLENET_URL = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.url
 
-TRUNKS: dict[str, TrunkSpec] = {
+class _TrunkRegistry(dict):
+    """The built-in trunks by name; ``timm:NAME`` also names a trunk (any timm model, the optional extra)."""
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(name) or is_timm(name)
+
+
+TRUNKS: dict[str, TrunkSpec] = _TrunkRegistry({
     "bninception": TrunkSpec(BNInception, _itself, _url_file(_BNINCEPTION_URL), _BNINCEPTION_URL, ("last_linear.",)),
     "resnet50": TrunkSpec(_resnet50, _inner, _url_file(_RESNET50_URL), _RESNET50_URL, ("fc.",)),
     "googlenet": TrunkSpec(_googlenet, _inner, _url_file(_GOOGLENET_URL), _GOOGLENET_URL, ("fc.", "aux1.", "aux2.")),
     # Trained from scratch by the quick preset: no ImageNet weights exist, "imagenet" means random init.
     "small_cnn": TrunkSpec(SmallCNN, _itself, None, None),
-}
+})
 
 
 def weight_dirs() -> list[Path]:
@@ -125,6 +133,8 @@ def weight_dirs() -> list[Path]:
 
 def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
     """Trunk ``name`` with ``weights``: ``"imagenet"``, ``"none"`` (random init) or the path of a state-dict file."""
+    if is_timm(name):
+        return build_timm_trunk(name, weights)
     if name not in TRUNKS:
         raise UserError(f"unknown trunk {name!r}; expected one of: {', '.join(TRUNKS)}")
     spec = TRUNKS[name]
@@ -148,6 +158,10 @@ def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
 def check_weights(name: str, weights: str) -> None:
     """The error ``build_trunk`` would raise for missing weights, without building anything: commands call it
     at the edge, before they read data or create a study."""
+    if is_timm(name):
+        if weights != "none":
+            weights_file(name, weights)
+        return
     spec = TRUNKS[name]
     if weights == "imagenet" and spec.imagenet_file is not None:
         _find_imagenet_file(name, spec)
