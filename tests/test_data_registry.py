@@ -122,3 +122,24 @@ def test_download_without_a_public_url_says_where_to_get_it(tmp_path):
         code, out, err = run_cli(["datasets", "download", name, "--data-root", str(tmp_path)])
         _assert_one_line_error(code, err, hint)
         assert out == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", [".", "ant", ".."])
+def test_class_folder_linked_into_the_dataset_is_refused(tmp_path, target):
+    root = tmp_path / "folder"
+    for name in ("ant", "moth"):
+        for k in range(2):
+            write_image(root / name / f"{k}.png", k)
+    (root / "zz").symlink_to(target)
+    code, _, err = run_cli(["datasets", "verify", "folder", "--data-root", str(root)])
+    _assert_one_line_error(code, err, "class folder", "zz", "inside the dataset itself")
+
+
+def test_class_folder_linked_from_elsewhere_is_a_class(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "bee"
+    for k in range(2):
+        write_image(elsewhere / f"{k}.png", k)
+        write_image(tmp_path / "root" / "ant" / f"{k}.png", k)
+    (tmp_path / "root" / "bee").symlink_to(elsewhere)
+    dataset = get_dataset("folder", tmp_path / "root")
+    assert dataset.labels.tolist() == [0, 0, 1, 1]

@@ -141,3 +141,20 @@ def test_sop_sized_folds_are_8488_train_2829_val(tmp_path):
     assert [(len(f.train), len(f.val)) for f in splits.folds] == [(8488, 2829)] * 4
     assert splits.folds[0].val == list(range(8489, 11318))
     assert splits.folds[1].val == list(range(1, 2830))
+
+
+def test_single_class_validation_folds_are_warned_about(tmp_path, caplog):
+    for c in range(14):  # 7 train+val classes over 4 folds: one validation class per fold
+        for k in range(2):
+            write_image(tmp_path / f"c{c:02d}" / f"{k}.png", k)
+    with caplog.at_level("WARNING"):
+        splits = make_splits(get_dataset("folder", tmp_path))
+    assert all(len(fold.val) == 1 for fold in splits.folds)
+    assert any("MAP@R is 1.0 whatever the model" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    for c in range(14, 16):
+        for k in range(2):
+            write_image(tmp_path / f"c{c:02d}" / f"{k}.png", k)
+    with caplog.at_level("WARNING"):
+        make_splits(get_dataset("folder", tmp_path))  # 8 train+val classes: two per fold, no warning
+    assert not caplog.records

@@ -78,3 +78,12 @@ def test_bad_size_setting_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv(SIZE_ENV, "lots")
     code, _, err = run_cli(["datasets", "verify", "synthetic", "--data-root", str(tmp_path)])
     assert code == 2 and err.startswith(f"error: {SIZE_ENV}='lots' is not of the form") and err.count("\n") == 1
+
+
+def test_a_killed_generation_leaves_nothing_behind_after_the_next_run(tmp_path):
+    from benchmark.data.synthetic import SyntheticConfig, ensure_synthetic
+
+    (tmp_path / ".synthetic.k1ll3d").mkdir()  # a generation killed mid-way
+    (tmp_path / ".synthetic.k1ll3d" / "00").mkdir()
+    ensure_synthetic(tmp_path / "synthetic", SyntheticConfig(classes=2, per_class=2))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["synthetic"]

@@ -186,3 +186,17 @@ def test_best_parameter_bounds_are_the_ranges_the_study_searched(tmp_path):
     assert main(["report", "--storage", url, "--out", str(out)]) == 0
     best = "".join(re.findall(r'<table class="best-params">(.*?)</table>', out.read_text(encoding="utf-8"), re.S))
     assert re.search(r"<td>beta</td><td>49.9</td><td>\[1, 50\]</td><td><span class=\"bound\">at the upper", best)
+
+
+def test_stale_temporary_files_of_a_killed_report_are_removed(database, tmp_path):
+    import fcntl
+
+    out = tmp_path / "index.html"
+    stale = tmp_path / ".index.html.abc123.tmp"  # what a killed `benchmark report` leaves behind
+    stale.write_text("<html>half")
+    busy = tmp_path / ".index.html.busy42.tmp"  # another report being written right now: its lock is held
+    busy.write_text("<html>")
+    with open(busy) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["report", "--storage", database, "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.html.busy42.tmp", "index.html"]

@@ -165,6 +165,14 @@ def scan_folder(name: str, root: Path) -> ImageDataset:
     if not root.is_dir():
         raise UserError(f"{name}: {root} is not a folder; expected {root}/<class>/<image>")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    real_root = root.resolve()
+    for folder in class_dirs:
+        # A class folder linked to the dataset itself (zz -> ., or -> another class) would hold images of other
+        # classes again, under a new label; a link to a folder elsewhere is fine.
+        real = folder.resolve()
+        if folder.is_symlink() and (real_root.is_relative_to(real) or real.is_relative_to(real_root)):
+            raise UserError(f"{name}: class folder {folder} links to {real}, inside the dataset itself; expected "
+                            "each class's images in a folder of their own (remove the link)")
     paths: list[Path] = []
     labels: list[int] = []
     for folder in class_dirs:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from benchmark.data.dataset import ImageDataset
 from benchmark.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 SCHEMES = ("mlrc", "kfold")
 
@@ -84,6 +87,11 @@ def make_splits(dataset: ImageDataset, scheme: str = "mlrc", num_folds: int = 4)
             val = trainval[lo:hi]
             train = trainval[:lo] + trainval[hi:]
         folds.append(Fold(train=sorted(train), val=sorted(val)))
+    if val_len < 2:
+        # MAP@R, R-Precision and P@1 among images of one class are 1.0 whatever the model: no signal at all.
+        logger.warning("%s: each validation fold holds %d class (%d train+val classes over %d folds): its MAP@R is "
+                       "1.0 whatever the model; use a dataset with at least %d train+val classes", dataset.name,
+                       val_len, n, num_folds, 2 * num_folds)
     return Splits(dataset.name, scheme, test, folds, _hash(dataset, scheme, test, folds))
 
 

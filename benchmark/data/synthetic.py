@@ -88,6 +88,11 @@ def ensure_synthetic(directory: Path, config: SyntheticConfig) -> Path:
 
 
 def _ensure_locked(directory: Path, config: SyntheticConfig) -> None:
+    # Under the lock nobody else is generating: a .synthetic.* folder is what a killed generation left behind.
+    for stale in directory.parent.glob(f".{directory.name}.*"):
+        if stale.is_dir() and not stale.is_symlink():
+            logger.info("removing %s, left behind by an interrupted generation", stale)
+            shutil.rmtree(stale, ignore_errors=True)
     if _read_manifest(directory) == config.manifest():
         return
     logger.info("generating the synthetic dataset (%d classes x %d images) in %s",
