@@ -18,6 +18,8 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
     assert "written to" in result.stdout
     data = json.loads(out.read_text())
     assert data["settings"]["name"] == "tiny" and data["machine"]["cpu_count"] >= 1
+    if not data["machine"]["cuda"]:
+        assert "no GPU result" in data["gpu"]  # said in the file, not only in the README
     for size in data["evaluation"]["sizes"].values():
         for key in ("ours_over_knn", "ours_over_pml", "pml_peak_over_ours_peak", "max_abs_metric_diff"):
             assert size[key] >= 0
@@ -66,7 +68,7 @@ def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
     configs = [{"folds": [{"validations": [[e, i / 100] for e in range(1, 7)], "epochs": 6, "best": i / 100}] * 4}
                for i in range(10)]
     order = [i % 10 for i in range(500)]
-    result = replay_seed(configs, order, trials=30, max_epochs=6)
+    result = replay_seed(configs, order, trials=30, max_epochs=6, patience=2)
     assert result["unpruned_best"] == 0.09 and result["unpruned_compute"] == 30 * 24
     assert result["unpruned_compute_to_reach"] == 10 * 24  # the best configuration is the 10th trial
     for pruner in ("successive_halving", "median", "hyperband"):

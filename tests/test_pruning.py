@@ -14,11 +14,11 @@ from benchmark.training.experiment import Experiment
 from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS, PruningReporter, fold_step, make_pruner
 from benchmark.tuning.study import Tuner
 
-MAX_EPOCHS, FOLDS = 6, 4
+MAX_EPOCHS, FOLDS, PATIENCE = 6, 4, 3
 
 
 def _study(pruner: str) -> optuna.Study:
-    return optuna.create_study(direction="maximize", pruner=make_pruner(pruner, MAX_EPOCHS, FOLDS))
+    return optuna.create_study(direction="maximize", pruner=make_pruner(pruner, MAX_EPOCHS, FOLDS, PATIENCE))
 
 
 def _replay(study, fold0: list[float], folds: list[float]) -> tuple[TrialState, int]:
@@ -46,9 +46,11 @@ def test_a_hopeless_trial_is_pruned_inside_fold_0(pruner):
     for i in range(PRUNER_STARTUP_TRIALS):
         assert _replay(study, [0.3, 0.4, 0.5], [0.5 + i / 100] * FOLDS)[0] == TrialState.COMPLETE
     state, epochs = _replay(study, [0.05, 0.06, 0.07], [0.07] * FOLDS)
-    assert state == TrialState.PRUNED and epochs == 2  # at fold 0's first validation, not after a whole fold
+    # Not at epoch 2 (within patience + 1 = 4 epochs every fold may still take off), then at fold 0's next
+    # validation, not after a whole fold.
+    assert state == TrialState.PRUNED and epochs == 4
     pruned = study.trials[-1]
-    assert pruned.intermediate_values == {2: 0.05}  # kept: TPE learns from it
+    assert pruned.intermediate_values == {2: 0.05, 4: 0.06}  # kept: TPE learns from it
 
 
 def test_successive_halving_prunes_across_folds_by_rank():
@@ -73,7 +75,7 @@ def test_reported_values_converge_to_the_trial_value():
 
 def test_unknown_pruner_is_a_user_error():
     with pytest.raises(UserError, match="unknown pruner"):
-        make_pruner("nope", MAX_EPOCHS, FOLDS)
+        make_pruner("nope", MAX_EPOCHS, FOLDS, PATIENCE)
 
 
 def _experiment(data_root, **settings):

@@ -109,7 +109,8 @@ def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None
     return None, None
 
 
-def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS) -> dict:
+def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, patience: int,
+                pruners=PRUNERS) -> dict:
     import optuna
 
     from benchmark.tuning.pruning import make_pruner
@@ -129,7 +130,7 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     out = {"unpruned_best": best["value"], "fold_noise": noise, "target": target, "unpruned_compute": total,
            "unpruned_compute_to_reach": reach_unpruned, "pruners": {}}
     for name in pruners:
-        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds))
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds, patience))
         rows, spent = [], 0
         for index in order:
             if len(rows) >= trials and spent >= total:
@@ -171,11 +172,11 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
         configs = pool_curves(data_root, size, pool, overrides, loss)
     finally:
         torch.set_num_threads(threads)
-    max_epochs = overrides.get("max_epochs")
+    max_epochs, patience = overrides["max_epochs"], overrides["patience"]
     per_seed = []
     for seed in seeds:
         order = np.random.default_rng(seed).integers(len(configs), size=trials * 10).tolist()
-        per_seed.append({"seed": seed, **replay_seed(configs, order, trials, max_epochs)})
+        per_seed.append({"seed": seed, **replay_seed(configs, order, trials, max_epochs, patience)})
     summary = {}
     for name in PRUNERS:
         entries = [s["pruners"][name] for s in per_seed]
@@ -202,7 +203,7 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
         "protocol": {"preset": "quick", **overrides}, "trials_per_study": trials, "seeds": list(seeds),
         "compute_unit": "fold-epochs", "pruner_startup_trials": PRUNER_STARTUP_TRIALS,
         "reduction_factor": REDUCTION_FACTOR, "headline_pruner": HEADLINE,
-        "pool": [{"params": c["params"], "fold_results": [f["best"] for f in c["folds"]],
-                  "fold_epochs": [f["epochs"] for f in c["folds"]]} for c in configs],
+        # The replayed curves themselves: every figure below can be recomputed from them (replay_seed).
+        "pool": configs,
         "per_seed": per_seed, "summary": summary,
     }

@@ -81,6 +81,9 @@ PRESETS = {
 def run(settings: Settings, sections: tuple[str, ...] = SECTIONS) -> dict:
     """Measure ``sections`` and score the targets."""
     results: dict = {"machine": machine(), "settings": asdict(settings)}
+    if not results["machine"]["cuda"]:
+        results["gpu"] = ("no GPU on this machine: every figure here is a CPU's; the GPU check (`benchmark perf --gpu`, "
+                          "results/perf-gpu.json) produced no GPU result here")
     for section in SECTIONS:
         if section not in sections:
             continue
@@ -272,6 +275,8 @@ def table(results: dict) -> str:
         context = "".join(f"  ({k} {v:.3g})" if isinstance(v, (int, float)) else f"  ({k} {v})"
                           for k, v in t.items() if k not in ("target", "measured", "met"))
         lines.append(f"{name:<42}{t['target']:>9}{measured:>12}  {'yes' if t['met'] else 'NO'}{context}")
+    if "gpu" in results:
+        lines.append(f"note: {results['gpu']}")
     for note in results["settings"]["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)

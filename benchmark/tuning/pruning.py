@@ -9,13 +9,17 @@ first k folds.
 
 Pruners (``--pruner``, recorded on the study: a rerun with another pruner is refused):
 
-- ``median`` / ``percentile``: Optuna's MedianPruner / PercentilePruner(25) at every step;
-- ``successive_halving`` (recommended): MedianPruner at fold 0's epochs, then Optuna's SuccessiveHalvingPruner over
-  folds (rungs after fold 1 and fold 3, reduction factor 3);
-- ``hyperband``: MedianPruner at fold 0's epochs, then Optuna's HyperbandPruner over folds (resources 1 to all folds).
+- ``successive_halving`` (recommended): inside fold 0, Optuna's PercentilePruner(75) (a trial in the bottom quarter
+  of the complete trials at that epoch stops), then Optuna's SuccessiveHalvingPruner over folds (rungs after fold 1
+  and fold 3, reduction factor 3);
+- ``hyperband``: the same inside fold 0, then Optuna's HyperbandPruner over folds (1 to all folds);
+- ``median`` / ``percentile``: Optuna's MedianPruner / PercentilePruner(75) at every step.
 
-They start judging after :data:`PRUNER_STARTUP_TRIALS` complete trials. A pruned trial keeps its intermediate
-values, which TPE (the sampler ``--sampler auto`` picks with a pruner) uses when it models good and bad regions.
+Inside fold 0 no trial is judged before epoch ``patience + 1``: early stopping gives every fold that long to improve,
+and the replay in ``benchmark perf`` showed why pruning needs it too -- the best configurations there started
+slowest (first validations at the untrained model's level), and judging from epoch 1 pruned them every time.
+All judge after :data:`PRUNER_STARTUP_TRIALS` complete trials. A pruned trial keeps its intermediate values, which
+TPE (the sampler ``--sampler auto`` picks with a pruner) uses when it models good and bad regions.
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ def fold_step(max_epochs: int) -> int:
     return 2 * max_epochs + 1
 
 
-def make_pruner(name: str, max_epochs: int, num_folds: int) -> optuna.pruners.BasePruner:
-    per_epoch = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
+def make_pruner(name: str, max_epochs: int, num_folds: int, patience: int) -> optuna.pruners.BasePruner:
+    warmup = patience + 1
+    per_epoch = optuna.pruners.PercentilePruner(75.0, n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup)
     step = fold_step(max_epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
-        return per_epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup)
     if name == "percentile":
-        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0)
+        return per_epoch
     if name == "successive_halving":
         across = optuna.pruners.SuccessiveHalvingPruner(min_resource=step, reduction_factor=REDUCTION_FACTOR)
         return _EpochsThenFolds(per_epoch, across, step)

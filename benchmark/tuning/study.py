@@ -99,7 +99,8 @@ class Tuner:
             self.sampler_name = type(sampler).__name__
         self.pruner_name = pruner
         protocol = experiment.protocol
-        self.study = self._create_or_load(sampler, make_pruner(pruner, protocol.max_epochs, protocol.num_folds))
+        self.study = self._create_or_load(sampler, make_pruner(pruner, protocol.max_epochs, protocol.num_folds,
+                                                                    protocol.patience))
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._current_trial: int | None = None  # the number of the trial this process is training, for an interrupt
         self._lost_connections = 0  # trials in a row failed by a connection cut mid-query
