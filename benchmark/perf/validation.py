@@ -10,7 +10,7 @@ import time
 
 from benchmark.perf.metrics_vs_pml import METRICS, embeddings
 
-# SOP's Recall@K cut-offs, which every validation used to compute (benchmark.training.experiment._RECALL_AT).
+# SOP's Recall@K cut-offs (its DatasetSpec.recall_at), which every validation used to compute.
 OLD_RECALL_AT = (1, 10, 100, 1000)
 
 
