@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from _tiny import BENCHMARK, TINY_PROTOCOL, run_benchmark
 from benchmark.results import load_runs, load_test_results, summarize_test_results
 from benchmark.search_space import load_search_space
+from benchmark.tuning.pruning import fold_step
 
 STUDY = "synthetic-proxy_anchor-quick"
 # Slower trials (a few seconds each) so a process can be caught mid-trial.
@@ -45,11 +46,12 @@ def test_tune_then_test_end_to_end(tiny_env, tmp_path):
     assert states(trials) == [TrialState.COMPLETE] * 3
     for trial in trials:
         assert {"alpha", "margin", "loss_lr"} <= set(trial.params)
-        # The objective is the mean of the 4 folds' validation MAP@R, each reported as it finished.
+        # The objective is the mean of the 4 folds' validation MAP@R, each reported as it finished, after fold 0's
+        # validation epoch (max_epochs 2, validated every 2 epochs).
         folds = trial.user_attrs["folds"]
         assert sorted(folds) == ["0", "1", "2", "3"]
         assert trial.value == pytest.approx(np.mean([f["mean_average_precision_at_r"] for f in folds.values()]))
-        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
+        assert sorted(trial.intermediate_values) == [2, *(k * fold_step(2) for k in (1, 2, 3, 4))]
 
     again = run_benchmark(tune_args(3), tiny_env, tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout
