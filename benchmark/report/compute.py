@@ -8,7 +8,7 @@ from html import escape
 import pandas as pd
 import plotly.graph_objects as go
 
-from benchmark.results.store import WHOLE_RUN
+from benchmark.results.run_extras import WHOLE_RUN
 
 _RUN_COLUMNS = ["run_id", "kind", "study_name", "dataset", "loss", "protocol", "trial_number", "reproduction",
                 "objective", "finished_at", "device"]

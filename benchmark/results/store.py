@@ -9,41 +9,33 @@ SQLite is opened in WAL mode with a long busy timeout and every write transactio
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Protocol
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from benchmark.errors import UserError
 from benchmark.evaluation.registry import METRICS
 from benchmark.results.db import DEFAULT_STORAGE, make_engine, retry_creation, user_errors
 from benchmark.results.migrate import migrate_validation_columns
-from benchmark.results.values import flatten_metrics, int_or_none, json_dumps, jsonable, to_float
+from benchmark.results.run_extras import RunExtras
+from benchmark.results.meta import MetaFacts
+from benchmark.results.recording import RunRecord
+from benchmark.results.values import flatten_metrics, int_or_none, json_dumps, to_float, utc_now
 from benchmark.redaction import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
     RUN_STATUSES,
     Base,
-    Compute,
     EpochCurve,
     FoldResult,
-    KeptModel,
-    Meta,
     ProxyDiagnostic,
-    RetrievalExample,
     Run,
     TestResult,
     ValidationMetric,
 )
 
 logger = logging.getLogger(__name__)
-
-# The fold number of a run's own row in bm_compute: the whole trial or reproduction.
-WHOLE_RUN = -1
 
 __all__ = ["DEFAULT_STORAGE", "ResultsStore", "RunRecord", "flatten_metrics"]
 
@@ -54,8 +46,9 @@ _EPOCH_FIELDS = frozenset(
 VAL_PREFIX = "val_"
 
 
-class ResultsStore:
-    """The ``bm_*`` tables of one database; creates them on first use."""
+class ResultsStore(RunExtras, MetaFacts):
+    """The ``bm_*`` tables of one database; creates them on first use. Kept models, compute and retrieval examples
+    (``run_extras``) and key/value facts (``meta``) are written by the mixins in their own modules."""
 
     def __init__(self, url: str = DEFAULT_STORAGE):
         self.url = redact_url(url)  # safe to log and print
@@ -326,162 +319,9 @@ class ResultsStore:
             return
         with self._engine.begin() as conn:
             conn.execute(update(Run).where(Run.id.in_(ids), Run.status == "running")
-                         .values(status="failed", finished_at=_now()))
+                         .values(status="failed", finished_at=utc_now()))
 
-    # ---- kept models, compute, retrieval examples ----------------------------------------------------------------
-
-    def record_models(self, run_id: int, study_name: str, reproduction: int, location: str,
-                      files: Iterable[Mapping]) -> None:
-        """Record the kept fold models of one run: ``files`` of ``{"fold", "artifact_id", "sha256", "bytes"}``."""
-        rows = [{"run_id": run_id, "study_name": study_name, "reproduction": int(reproduction), "location": location,
-                 "fold": int(f["fold"]), "artifact_id": f["artifact_id"], "sha256": f["sha256"],
-                 "bytes": int(f["bytes"]), "created_at": _now()} for f in files]
-        with self._engine.begin() as conn:
-            conn.execute(delete(KeptModel).where(KeptModel.run_id == run_id))
-            if rows:
-                conn.execute(insert(KeptModel), rows)
-
-    def kept_models(self, study_name: str | None = None) -> list[dict]:
-        """Kept fold models (of one study, or all) with the separated-128 test MAP@R of their reproduction."""
-        score = (select(TestResult.value).where(TestResult.run_id == KeptModel.run_id,
-                                                 TestResult.mode == "separated_128",
-                                                 TestResult.metric == "mean_average_precision_at_r")
-                 .limit(1).scalar_subquery())
-        query = select(*KeptModel.__table__.columns, score.label("map_at_r")).order_by(
-            KeptModel.study_name, KeptModel.reproduction, KeptModel.fold)
-        if study_name is not None:
-            query = query.where(KeptModel.study_name == study_name)
-        with self._engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-    def forget_models(self, run_ids: Iterable[int]) -> None:
-        ids = [int(i) for i in run_ids]
-        if ids:
-            with self._engine.begin() as conn:
-                conn.execute(delete(KeptModel).where(KeptModel.run_id.in_(ids)))
-
-    def record_compute(self, run_id: int, rows: Iterable[Mapping]) -> None:
-        """Record (or replace) what a run cost: rows of ``{"fold" (-1: the whole run), "wall_seconds", "device",
-        "device_seconds"}``."""
-        records = [{"run_id": run_id, "fold": int(r["fold"]), "wall_seconds": float(r["wall_seconds"]),
-                    "device": str(r["device"]), "device_seconds": to_float(r.get("device_seconds"))} for r in rows]
-        if not records:
-            return
-        with self._engine.begin() as conn:
-            conn.execute(delete(Compute).where(Compute.run_id == run_id,
-                                               Compute.fold.in_([r["fold"] for r in records])))
-            conn.execute(insert(Compute), records)
-
-    def record_retrieval_examples(self, run_id: int, examples: Iterable[Mapping]) -> None:
-        """Record (or replace) a run's retrieval examples: ``{"position", "query_path", "query_label",
-        "neighbours"}`` each."""
-        rows = [{"run_id": run_id, "position": int(e["position"]), "query_path": str(e["query_path"]),
-                 "query_label": int(e["query_label"]), "neighbours": jsonable(e["neighbours"])} for e in examples]
-        with self._engine.begin() as conn:
-            conn.execute(delete(RetrievalExample).where(RetrievalExample.run_id == run_id))
-            if rows:
-                conn.execute(insert(RetrievalExample), rows)
-
-    # ---- key/value facts --------------------------------------------------------------------------------------
-
-    def get_meta(self, key: str, default=None):
-        with self._engine.connect() as conn:
-            row = conn.execute(select(Meta.value).where(Meta.key == key)).first()
-        return default if row is None else row[0]
-
-    def set_meta(self, key: str, value) -> None:
-        """Store ``value`` (any JSON value) under ``key``, replacing what was there."""
-        for retry in (False, True):
-            try:
-                with self._engine.begin() as conn:
-                    if conn.execute(update(Meta).where(Meta.key == key).values(value=value)).rowcount == 0:
-                        conn.execute(insert(Meta).values(key=key, value=value))
-                return
-            except IntegrityError:
-                # Another process inserted the key first; the retry updates it.
-                if retry:
-                    raise
-
-    def setdefault_meta(self, key: str, value):
-        """Store ``value`` under ``key`` unless a value is there already; return the stored value.
-
-        The first writer wins, also across processes (e.g. the split hash a study was created on).
-        """
-        try:
-            with self._engine.begin() as conn:
-                row = conn.execute(select(Meta.value).where(Meta.key == key)).first()
-                if row is not None:
-                    return row[0]
-                conn.execute(insert(Meta).values(key=key, value=value))
-        except IntegrityError:
-            logger.debug("meta key %s inserted concurrently", key)
-        return self.get_meta(key)
-
-
-# ---- values -----------------------------------------------------------------------------------------------------
-
-
-class FoldOutcome(Protocol):
-    """What ``RunRecord.fold`` records of a trained fold (``benchmark.training.fold.FoldResult`` has it)."""
-
-    fold: int
-    status: str
-    best_epoch: int | None
-    epochs_trained: int
-    seconds: float
-    device_seconds: float | None
-    best_metrics: Mapping
-    curve: list[dict]
-    proxy_diagnostics: list[dict]
-
-
-class RunRecord:
-    """One run being recorded (see ``ResultsStore.run``); as a context manager, a run the block leaves open (an
-    exception, an interrupt) is marked failed."""
-
-    def __init__(self, store: ResultsStore, run_id: int, identity: dict, reproduction: int | None = None,
-                 seed: int | None = None, device: str = "?"):
-        self.store, self.run_id, self._identity = store, run_id, identity
-        self.reproduction, self.seed, self.device = reproduction, seed, device
-        self.finished = False
-        self._started = time.perf_counter()
-        self._device_seconds: float | None = None
-
-    def __enter__(self) -> RunRecord:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if not self.finished:
-            self.store.finish_run(self.run_id, "failed")
-
-    def fold(self, result: FoldOutcome) -> None:
-        """A fold's outcome, its epoch curve, its proxy diagnostics and what it cost."""
-        self.store.record_fold(self.run_id, result.fold, result.status, result.best_epoch, result.epochs_trained,
-                               result.seconds, result.best_metrics)
-        self.store.record_epochs(self.run_id, result.fold, result.curve)
-        self.store.record_proxy_diagnostics(self.run_id, result.fold, result.proxy_diagnostics)
-        if result.device_seconds is not None:
-            self._device_seconds = (self._device_seconds or 0.0) + result.device_seconds
-        self.store.record_compute(self.run_id, [{"fold": result.fold, "wall_seconds": result.seconds,
-                                                 "device": self.device, "device_seconds": result.device_seconds}])
-
-    def _record_run_cost(self) -> None:
-        # The whole run, from its start to its end: its folds and what happened around them (test evaluation).
-        wall = time.perf_counter() - self._started
-        self.store.record_compute(self.run_id, [{"fold": WHOLE_RUN, "wall_seconds": wall, "device": self.device,
-                                                 "device_seconds": self._device_seconds}])
-
-    def finish(self, status: str, objective: float | None = None) -> None:
-        self._record_run_cost()
-        self.store.finish_run(self.run_id, status, objective)
-        self.finished = True
-
-    def test_metrics(self, reproduction: int, seed: int, metrics: Mapping[str, Mapping]) -> None:
-        """A test reproduction's metrics; completes the run in the same transaction."""
-        self._record_run_cost()
-        self.store.record_test_metrics(self.run_id, **self._identity, reproduction=reproduction, seed=seed,
-                                       metrics=metrics)
-        self.finished = True
+# ---- rows --------------------------------------------------------------------------------------------------------
 
 
 def _run_row(kind: str, study_name: str, dataset: str, loss: str, protocol: str, params: dict, config: dict,
@@ -503,7 +343,7 @@ def _run_row(kind: str, study_name: str, dataset: str, loss: str, protocol: str,
         "split_hash": split_hash,
         "provenance": redact_secrets(provenance),
         "status": "running",
-        "created_at": _now(),
+        "created_at": utc_now(),
     }
 
 
@@ -519,7 +359,7 @@ def _validation_rows(run_id: int, fold: int, epoch: int | None, metrics: Mapping
 
 def _finish(conn, run_id: int, status: str, objective) -> None:
     done = conn.execute(
-        update(Run).where(Run.id == run_id).values(status=status, objective=to_float(objective), finished_at=_now())
+        update(Run).where(Run.id == run_id).values(status=status, objective=to_float(objective), finished_at=utc_now())
     )
     if done.rowcount == 0:
         raise ValueError(f"no run with id {run_id}")
@@ -535,5 +375,3 @@ def _device(details: dict) -> str:
     return str((details.get("provenance") or {}).get("device", "?"))
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,7 @@ def jsonable(value):
 
 def json_dumps(value) -> str:
     return json.dumps(jsonable(value), allow_nan=False)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
