@@ -25,6 +25,7 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
             assert size[key] >= 0
         assert size["max_abs_metric_diff"] < 1e-6  # our metrics equal PML's at any size
         assert set(size["ours"]["metrics"]) == {"precision_at_1", "r_precision", "mean_average_precision_at_r"}
+    assert data["cli_startup"]["help_seconds"] > 0 and data["cli_startup"]["heavy_modules_loaded"] == []
     validation = data["validation"]
     assert validation["speedup"] > 0 and validation["max_abs_metric_diff"] == 0  # same values, fewer neighbours
     assert validation["k_before"] > 0
@@ -40,7 +41,7 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
         assert set(seed["pruners"]) == {"successive_halving", "median", "hyperband"}
     assert pruning["summary"]["successive_halving"]["median_compute_of_trials_over_unpruned"] <= 1
     assert set(data["targets"]) == {
-        "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
+        "cli_help_seconds", "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
         "evaluation_pml_peak_over_ours", "validation_speedup_sop_size", "training_loop_over_bare",
         "fold_throughput_over_bare", "image_pipeline_cached_over_plain",
         "pruning_compute_to_reach_over_unpruned",

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
                         "it runs the same code at smoke-test sizes")
     parser.add_argument("--device", default="auto", help="for --gpu: auto, cuda, cuda:N or cpu (default: auto)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]",
-                        help="run only these of: evaluation, validation, training_loop, fold_throughput, image_pipeline, pruning")
+                        help="run only these of: cli_startup, evaluation, validation, training_loop, fold_throughput, image_pipeline, pruning")
     parser.set_defaults(func=_perf)
 
 

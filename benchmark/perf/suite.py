@@ -17,7 +17,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("evaluation", "validation", "training_loop", "fold_throughput", "image_pipeline", "pruning")
+SECTIONS = ("cli_startup", "evaluation", "validation", "training_loop", "fold_throughput", "image_pipeline", "pruning")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,12 @@ def run(settings: Settings, sections: tuple[str, ...] = SECTIONS) -> dict:
     return results
 
 
+def _cli_startup(s: Settings) -> dict:
+    from benchmark.perf.cli_startup import compare
+
+    return compare(repeats=1 if s.name == "tiny" else 5)
+
+
 def _evaluation(s: Settings) -> dict:
     from benchmark.perf.metrics_vs_pml import compare
 
@@ -139,7 +145,7 @@ def _pruning(s: Settings) -> dict:
                        s.pruning_protocol)
 
 
-_MEASURE = {"evaluation": _evaluation, "validation": _validation, "training_loop": _training_loop,
+_MEASURE = {"cli_startup": _cli_startup, "evaluation": _evaluation, "validation": _validation, "training_loop": _training_loop,
             "fold_throughput": _fold_throughput, "image_pipeline": _image_pipeline,
             "pruning": _pruning}
 
@@ -151,6 +157,12 @@ def targets(results: dict) -> dict:
     def add(name, target, measured, met, **context):
         out[name] = {"target": target, "measured": measured, "met": bool(met), **context}
 
+    if "cli_startup" in results:
+        r = results["cli_startup"]
+        # Wall time on an idle machine is the target; on a busy one the ratio to the bare interpreter says more.
+        add("cli_help_seconds", "<= 0.8", r["help_seconds"], r["help_seconds"] <= 0.8 and not r["heavy_modules_loaded"],
+            help_over_python_numpy=r["help_seconds"] / r["python_numpy_seconds"],
+            load_average=results["machine"]["load_average_at_start"][0])
     if "evaluation" in results:
         sizes = results["evaluation"]["sizes"].values()
         worst_knn = max(r["ours_over_knn"] for r in sizes)
@@ -233,6 +245,10 @@ def table(results: dict) -> str:
     """The headline figures and the targets, as plain text."""
     lines = [f"perf ({results['settings']['name']} sizes) on {results['machine']['cpu']}, "
              f"{results['machine']['cpu_count']} CPUs"]
+    if "cli_startup" in results:
+        r = results["cli_startup"]
+        lines += ["", f"benchmark --help {r['help_seconds']:.2f} s wall (python + numpy alone {r['python_numpy_seconds']:.2f} s), "
+                      f"heavy libraries loaded: {', '.join(r['heavy_modules_loaded']) or 'none'}"]
     if "evaluation" in results:
         lines.append("")
         lines.append(f"{'evaluation':<28}{'ours s':>9}{'pml s':>9}{'knn s':>9}{'ours MiB':>10}{'pml MiB':>10}"
