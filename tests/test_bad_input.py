@@ -50,6 +50,7 @@ CASES = {
         "rrc_ratio=1,nan", "num_folds=5", "num_folds=0", "max_epochs=1e3", "batch_size=-32", "hflip=2",
         "momentum=1", "embedding_size=99999999999", "freeze_batchnorm=maybe", "iterations_per_epoch=1.5")},
     "seed -1": ([*TUNE, "--seed", "-1"], "--seed must be an integer from 0"),
+    "workers huge": ([*TUNE, "--workers", "99999999999999999999"], "--workers must be from 0 to"),
     "seed too large": ([*TUNE, "--seed", str(2**32)], "--seed"),
     "fastap num_bins overflow": ([*RUN[:2], "fastap", *RUN[3:], "--param", "num_bins=1e23"], "num_bins"),
     "fastap num_bins too many": ([*RUN[:2], "fastap", *RUN[3:], "--param", "num_bins=50000"], "num_bins"),
@@ -325,3 +326,12 @@ def test_truncated_jpeg_read_by_dataloader_workers_is_one_line(tiny_env, tiny_da
     code = main([*RUN, "--set", "iterations_per_epoch=2", "--set", "max_epochs=1", "--set", "patience=1",
                  "--workers", "2", "-q"])
     check_one_error(code, capsys.readouterr().err, f"cannot decode image {image}")
+
+
+def test_weights_file_that_is_no_state_dict(tiny_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "weights.pt"
+    weights.write_text("just text, not a checkpoint\n")
+    code = main([*TUNE, "--weights", str(weights)])
+    check_one_error(code, capsys.readouterr().err, "cannot read weights file")
+    assert files_under(tmp_path) == {Path("weights.pt")}  # refused before any study or database

@@ -182,7 +182,7 @@ class _NoTracebackForLostConnections(logging.Filter):
 
             error = record.exc_info[1]
             lost = database_error(error)
-            if (isinstance(error, KeyboardInterrupt) or out_of_space(error)
+            if (isinstance(error, (KeyboardInterrupt, UserError)) or out_of_space(error)
                     or (lost is not None and lost.connection_invalidated)):
                 record.exc_info, record.exc_text = None, None
         return True

@@ -11,6 +11,7 @@ from platformdirs import user_cache_dir
 from benchmark.errors import UserError, did_you_mean
 
 MAX_SEED = 2**32 - 1
+MAX_WORKERS = 256  # DataLoader processes; beyond this a typo, not a machine
 
 
 def default_data_root() -> Path:
@@ -123,8 +124,8 @@ def experiment_from_args(args):
         overrides["batch_sampler"] = args.batch_sampler
     protocol = protocol_from_args(args.protocol, args.dataset, overrides)
     search_space = load_loss_space(args.loss, args.dataset)
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be from 0 to {MAX_WORKERS}, got {args.workers}")
     weights = args.weights or ("imagenet" if protocol.name in PRETRAINED_PRESETS else "none")
     from benchmark.models.trunks import check_weights
 

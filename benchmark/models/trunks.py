@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,9 +164,11 @@ def check_weights(name: str, weights: str) -> None:
     spec = TRUNKS[name]
     if weights == "imagenet" and spec.imagenet_file is not None:
         _find_imagenet_file(name, spec)
-    elif weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
-        raise UserError(f"weights file {Path(weights).expanduser()} not found; expected 'imagenet', 'none' or a "
-                        "state-dict file path")
+    elif weights not in ("imagenet", "none"):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UserError(f"weights file {path} not found; expected 'imagenet', 'none' or a state-dict file path")
+        read_state_dict(path)  # a file that is no state dict fails here, not in the middle of the first trial
 
 
 def _find_imagenet_file(name: str, spec: TrunkSpec) -> Path:
@@ -181,6 +182,18 @@ def _find_imagenet_file(name: str, spec: TrunkSpec) -> Path:
     )
 
 
+def read_state_dict(path: Path) -> dict:
+    """The state dict in ``path``, read without running pickled code; anything else is a UserError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - arbitrary bytes break the unpickler in arbitrary ways (IndexError, ...)
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"cannot read weights file {path}: {text[:200]}; expected a PyTorch state-dict file") from None
+    if not isinstance(state, dict):
+        raise UserError(f"weights file {path} does not hold a state dict (got {type(state).__name__})")
+    return state
+
+
 def load_weights(module: nn.Module, path: Path, drop_prefixes: tuple[str, ...] = ()) -> None:
     """Load the state dict in ``path`` onto ``module``, without running pickled code.
 
@@ -188,12 +201,7 @@ def load_weights(module: nn.Module, path: Path, drop_prefixes: tuple[str, ...] =
     size-1 axes (old exports store BatchNorm vectors as [1, C]) are reshaped. Anything else that does not match
     is a UserError.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise UserError(f"cannot read weights file {path}: {str(error).splitlines()[0]}") from None
-    if not isinstance(state, dict):
-        raise UserError(f"weights file {path} does not hold a state dict (got {type(state).__name__})")
+    state = read_state_dict(path)
     expected = module.state_dict()
     adapted = {}
     for key, value in state.items():
