@@ -54,3 +54,16 @@ def test_a_run_the_block_leaves_open_is_marked_failed_and_a_finished_one_keeps_i
             record.test_metrics(0, 5, {"separated_128": {"precision_at_1": 0.5}})
     runs = load_runs(url)
     assert list(runs["status"]) == ["failed", "pruned", "complete"]
+
+
+def test_proxy_diagnostics_round_trip(tmp_path):
+    from benchmark.results import ResultsStore, load_proxy_diagnostics
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    with ResultsStore(url) as store:
+        run = store.start_run("run", "s", "synthetic", "proxy_anchor", "quick", {}, {}, 0, "h", {})
+        store.record_proxy_diagnostics(run, 0, [{"epoch": 2, "pairs": 6, "mean": 0.1, "variance": 0.02,
+                                                 "min": -0.4, "histogram": [1, 2, 3]}])
+    row = load_proxy_diagnostics(url).iloc[0]
+    assert (row["epoch"], row["pairs"], row["mean"]) == (2, 6, 0.1)
+    assert row["summary"] == {"min": -0.4, "histogram": [1, 2, 3]}

@@ -21,7 +21,7 @@ from benchmark.results.migrate import migrate_validation_columns
 from benchmark.results.run_extras import RunExtras
 from benchmark.results.meta import MetaFacts
 from benchmark.results.recording import RunRecord
-from benchmark.results.values import flatten_metrics, int_or_none, json_dumps, to_float, utc_now
+from benchmark.results.values import flatten_metrics, int_or_none, json_dumps, jsonable, to_float, utc_now
 from benchmark.redaction import redact_secrets, redact_url
 from benchmark.results.schema import (
     RUN_KINDS,
