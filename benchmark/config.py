@@ -9,9 +9,11 @@ Two presets:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
+from pathlib import Path
 
 from benchmark.errors import UserError
 
@@ -19,6 +21,9 @@ from benchmark.errors import UserError
 _MLRC_VALIDATION = {"cub200": (2, 9), "cars196": (5, 14), "sop": (20, 39)}
 _MLRC_DEFAULT_VALIDATION = (2, 9)
 DEFAULT_BATCH_SAMPLER = "m_per_class"
+# Precisions below MLRC's fp32 (benchmark.models.precision): allowed, kept in studies of their own, and labelled not
+# comparable in the report.
+LOWER_PRECISIONS = ("bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,26 @@ class Protocol:
 
     @property
     def label(self) -> str:
-        """The preset's name, plus the batch sampler when it is not MLRC's: studies and results are kept apart."""
-        return self.name if self.batch_sampler == DEFAULT_BATCH_SAMPLER else f"{self.name}+{self.batch_sampler}"
+        """The preset's name, plus every identity setting that differs from the preset (batch sampler, precision,
+        BatchNorm handling): studies and results of different settings are kept apart, e.g. ``mlrc+bf16``."""
+        return "+".join([self.name, *self._label_parts()])
+
+    def _label_parts(self) -> list[str]:  # (identity_label adds the weights)
+        preset = _PRESETS.get(self.name)
+        parts = [] if self.batch_sampler == DEFAULT_BATCH_SAMPLER else [self.batch_sampler]
+        if self.precision in LOWER_PRECISIONS:
+            parts.append(self.precision)
+        if preset is not None and self.batchnorm != preset.batchnorm:
+            parts.append(f"bn_{self.batchnorm}")
+        return parts
+
 
 
 _PRESETS = {
     "mlrc": Protocol(name="mlrc", trunk="bninception", resize=256, crop=227),
+    # MLRC's "CUB200 with Batch 256" (powerful-benchmarker configs/config_general/with_256_batch.yaml: only the
+    # batch size changes); its own search ranges and optima are the search spaces' cub200_batch256 sections.
+    "mlrc_batch256": Protocol(name="mlrc_batch256", trunk="bninception", resize=256, crop=227, batch_size=256),
     "quick": Protocol(
         name="quick",
         trunk="small_cnn",
@@ -81,25 +100,83 @@ _PRESETS = {
 }
 # Presets that start from pretrained weights by default (--weights imagenet) and use MLRC's per-dataset validation
 # schedule.
-PRETRAINED_PRESETS = ("mlrc", "vit")
+PRETRAINED_PRESETS = ("mlrc", "mlrc_batch256", "vit")
 
 PROTOCOL_NAMES = tuple(_PRESETS)
+# Presets whose search ranges and optima are not the dataset's own: the search spaces' "<dataset>_<suffix>" sections.
+_SEARCH_SPACE_SUFFIX = {"mlrc_batch256": "batch256"}
+# m per class of the classification-based losses (class weights / proxies): powerful-benchmarker's
+# configs/config_loss_and_miners/with_classification_based_loss.yaml overrides the MPerClassSampler to m = 1 (batch 32
+# = 32 classes). Not for batch 256: PML's MPerClassSampler needs m x classes >= batch, and a CUB fold has 75 classes.
+_CLASSIFICATION_M_PER_CLASS = {"mlrc": 1}
 
 
-def protocol_for(name: str, dataset: str, **overrides) -> Protocol:
-    """The preset ``name`` with MLRC's per-dataset validation schedule and explicit ``overrides`` applied."""
+def default_weights(protocol_name: str) -> str:
+    """The trunk weights a preset uses unless --weights says otherwise."""
+    return "imagenet" if protocol_name in PRETRAINED_PRESETS else "none"
+
+
+def weights_identity(weights: str) -> str:
+    """What ``--weights`` means for a study's identity: ``imagenet``, ``none`` or ``sha256:<hex>`` of the file's
+    content (two files of the same name but other weights are other studies)."""
+    if weights in ("imagenet", "none"):
+        return weights
+    digest = hashlib.sha256()
+    with open(Path(weights).expanduser(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def identity_label(protocol: Protocol, weights_id: str) -> str:
+    """The protocol part of a study's name: ``Protocol.label``, plus ``w-<weights>`` when the trunk's weights are
+    not the preset's (a file by the first 12 hex digits of its sha256)."""
+    if weights_id == default_weights(protocol.name):
+        return protocol.label
+    shown = weights_id.removeprefix("sha256:")[:12]
+    return f"{protocol.label}+weights_{shown}"
+
+
+def label_not_comparable(label: str) -> bool:
+    """Whether a study label (``identity_label``) names a lower precision, whose numbers are not comparable."""
+    return bool(set(label.split("+")) & set(LOWER_PRECISIONS))
+
+
+def check_same_identity(stored: dict, current: dict, study: str) -> None:
+    """Refuse to add trials to a study whose recorded identity (weights, search space, ...) differs from this
+    run's: the best trial would be picked across incomparable trials. Keys the study did not record are skipped."""
+    changed = [f"{key} {stored[key]} -> {current[key]}" for key in current
+               if key in stored and stored[key] != current[key]]
+    if changed:
+        raise UserError(f"study {study} was created with other settings ({', '.join(changed)}); use the same "
+                        "--weights/--space as it was created with, or another --storage")
+
+
+def protocol_for(name: str, dataset: str, classification_loss: bool = False, **overrides) -> Protocol:
+    """The preset ``name`` with MLRC's per-dataset validation schedule, the m per class MLRC used for a
+    classification-based loss (``classification_loss``: the loss registry knows which), and explicit ``overrides``
+    applied."""
     if name not in _PRESETS:
         raise UserError(f"unknown protocol {name!r}; expected one of: {', '.join(_PRESETS)}")
     protocol = _PRESETS[name]
     if name in PRETRAINED_PRESETS:
         interval, patience = _MLRC_VALIDATION.get(dataset, _MLRC_DEFAULT_VALIDATION)
         protocol = replace(protocol, save_interval=interval, patience=patience)
+    if classification_loss and name in _CLASSIFICATION_M_PER_CLASS:
+        protocol = replace(protocol, m_per_class=_CLASSIFICATION_M_PER_CLASS[name])
     unknown = set(overrides) - set(Protocol.__dataclass_fields__)
     if unknown:
         raise UserError(f"unknown protocol setting(s) {sorted(unknown)}; expected some of {sorted(Protocol.__dataclass_fields__)}")
     protocol = replace(protocol, **{k: v for k, v in overrides.items() if v is not None})
     _validate(protocol)
     return protocol
+
+
+def search_space_section(protocol_name: str, dataset: str) -> str:
+    """The search-space section (``dataset_overrides`` / ``defaults_by_dataset`` key) a preset tunes ``dataset``
+    with: the dataset's own, or e.g. ``cub200_batch256`` for ``mlrc_batch256``."""
+    suffix = _SEARCH_SPACE_SUFFIX.get(protocol_name)
+    return f"{dataset}_{suffix}" if suffix else dataset
 
 
 def check_same_protocol(stored: dict, protocol: Protocol, study: str) -> None:

@@ -29,7 +29,11 @@ from benchmark.errors import UserError, did_you_mean
 ENV_VAR = "BENCHMARK_SEARCH_SPACES"
 TYPES = ("float", "int", "categorical")
 
-_FILE_KEYS = {"loss", "pml_class", "description", "source", "params", "dataset_overrides", "defaults_by_dataset"}
+_FILE_KEYS = {"loss", "pml_class", "description", "source", "params", "dataset_overrides", "defaults_by_dataset",
+              "cosine_scale"}
+# ``cosine_scale``: how a softmax loss's scale parameter multiplies the cosine similarities in its logits (the
+# effective cosine scale that AdaCos, scale_end and the recorded curves use; LossBundle's ScaleAttribute).
+_COSINE_SCALE_KEYS = {"parameter", "factor", "inverse", "note"}
 _PARAM_KEYS = {"type", "low", "high", "log", "choices", "default", "domain", "tune", "unit", "description"}
 # What a dataset may change: the range and whether the parameter is searched at all (MLRC left some fixed).
 _OVERRIDE_KEYS = {"low", "high", "log", "choices", "tune"}
@@ -152,6 +156,7 @@ class SearchSpace:
     params: dict[str, ParamSpec]
     source: str = ""
     path: Path | None = None
+    cosine_scale: dict | None = None  # {"parameter", "factor", "inverse", "note"}: the file's scale convention
     # sha256 of a plugin loss's source file (benchmark.losses.plugins): other code, other study.
     code_sha256: str | None = None
 
@@ -275,6 +280,7 @@ class _SpaceFile:
             self._fail(f"loss {data['loss']!r} does not match the file name {path.stem!r}")
         self.source = " ".join(str(data["source"]).split())
         self.params = {name: self._param(name, spec) for name, spec in self._mapping(data["params"], "params").items()}
+        self.cosine_scale = self._cosine_scale(data.get("cosine_scale"))
         self.overrides = {
             dataset: self._dataset_overrides(dataset, section)
             for dataset, section in self._mapping(data.get("dataset_overrides") or {}, "dataset_overrides").items()
@@ -292,7 +298,24 @@ class _SpaceFile:
         params = dict(self.overrides.get(dataset, self.params))
         for name, value in self.dataset_defaults.get(dataset, {}).items():
             params[name] = replace(params[name], default=value)
-        return SearchSpace(loss=self.path.stem, dataset=dataset, params=params, source=self.source, path=self.path)
+        return SearchSpace(loss=self.path.stem, dataset=dataset, params=params, source=self.source, path=self.path,
+                           cosine_scale=self.cosine_scale)
+
+    def _cosine_scale(self, section) -> dict | None:
+        if section is None:
+            return None
+        section = self._mapping(section, "cosine_scale")
+        self._no_unknown_keys(section, _COSINE_SCALE_KEYS, "cosine_scale: ")
+        if section.get("parameter") not in self.params:
+            self._fail(f"cosine_scale.parameter {section.get('parameter')!r} is not one of the params")
+        factor = self._number(section.get("factor", 1), "float", "cosine_scale.factor")
+        if not factor > 0:
+            self._fail(f"cosine_scale.factor must be positive, got {factor:g}")
+        inverse = section.get("inverse", False)
+        if not isinstance(inverse, bool):
+            self._fail(f"cosine_scale.inverse must be true or false, got {inverse!r}")
+        return {"parameter": section["parameter"], "factor": factor, "inverse": inverse,
+                "note": " ".join(str(section.get("note", "")).split())}
 
     # -- validation ------------------------------------------------------------------------------------------
     def _fail(self, problem: str):

@@ -13,15 +13,17 @@ from benchmark.losses import LOSS_NAMES, build_loss, loss_param_names
 from benchmark.search_space import available_losses, load_search_space
 
 NUM_CLASSES, PER_CLASS, IN_FEATURES, EMBEDDING = 8, 4, 16, 8
-WITH_WEIGHTS = {"proxy_nca", "margin", "normalized_softmax", "cosface", "arcface", "soft_triple", "proxy_anchor"}
-# loss -> (the search-space parameter that sets the scale at construction, scale -> that parameter's value)
+WITH_WEIGHTS = {"proxy_nca", "margin", "margin_per_class", "normalized_softmax", "cosface", "arcface", "soft_triple",
+                "proxy_anchor"}
+# loss -> (the search-space parameter that sets the scale at construction, effective cosine scale -> that parameter's
+# value; ProxyNCA's logits are 2 softmax_scale cos, see its search space's cosine_scale)
 SCALES = {
     "proxy_anchor": ("alpha", lambda s: s),
     "arcface": ("scale", lambda s: s),
     "cosface": ("scale", lambda s: s),
     "soft_triple": ("la", lambda s: s),
     "normalized_softmax": ("temperature", lambda s: 1 / s),
-    "proxy_nca": ("softmax_scale", lambda s: s),
+    "proxy_nca": ("softmax_scale", lambda s: s / 2),
     "circle": ("gamma", lambda s: s),
 }
 

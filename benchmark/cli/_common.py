@@ -91,16 +91,19 @@ def load_loss_modules(args) -> None:
         load_loss_module(path)
 
 
-def protocol_from_args(name: str, dataset: str, overrides: dict):
-    """The protocol preset with ``overrides``, its settings checked, and the names it uses checked against the
-    registries of trunks, batch samplers, BatchNorm modes and precisions."""
+def protocol_from_args(name: str, dataset: str, overrides: dict, loss: str | None = None):
+    """The protocol preset with ``overrides`` (and, for ``loss``, the m per class MLRC drew for it), its settings
+    checked, and the names it uses checked against the registries of trunks, batch samplers, BatchNorm modes and
+    precisions."""
     from benchmark.config import protocol_for
     from benchmark.data.samplers import BATCH_SAMPLERS
+    from benchmark.losses import is_classification_loss
     from benchmark.models.embedder import BATCHNORM_MODES
     from benchmark.models.precision import PRECISIONS
     from benchmark.models.trunks import TRUNKS
 
-    protocol = protocol_for(name, dataset, **overrides)
+    classification = loss is not None and is_classification_loss(loss)
+    protocol = protocol_for(name, dataset, classification_loss=classification, **overrides)
     for what, value, known in (("batchnorm setting", protocol.batchnorm, BATCHNORM_MODES),
                                ("precision", protocol.precision, PRECISIONS), ("trunk", protocol.trunk, TRUNKS),
                                ("batch sampler", protocol.batch_sampler, BATCH_SAMPLERS)):
@@ -111,7 +114,7 @@ def protocol_from_args(name: str, dataset: str, overrides: dict):
 
 def experiment_from_args(args):
     """Validate the shared arguments once and resolve them into an Experiment."""
-    from benchmark.config import PRETRAINED_PRESETS
+    from benchmark.config import default_weights, search_space_section
     from benchmark.losses.spaces import load_loss_space
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
@@ -122,11 +125,11 @@ def experiment_from_args(args):
     overrides = parse_protocol_overrides(args.protocol_overrides)
     if args.batch_sampler is not None:
         overrides["batch_sampler"] = args.batch_sampler
-    protocol = protocol_from_args(args.protocol, args.dataset, overrides)
-    search_space = load_loss_space(args.loss, args.dataset)
+    protocol = protocol_from_args(args.protocol, args.dataset, overrides, loss=args.loss)
+    search_space = load_loss_space(args.loss, search_space_section(args.protocol, args.dataset))
     if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
         raise UserError(f"--workers must be from 0 to {MAX_WORKERS}, got {args.workers}")
-    weights = args.weights or ("imagenet" if protocol.name in PRETRAINED_PRESETS else "none")
+    weights = args.weights or default_weights(protocol.name)
     from benchmark.models.trunks import check_weights
 
     check_weights(protocol.trunk, weights)  # before any data is read or study created

@@ -34,7 +34,7 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(
             {
-                "loss": args.loss, "dataset": args.dataset, "protocol": experiment.protocol.label, "params": params,
+                "loss": args.loss, "dataset": args.dataset, "protocol": experiment.label, "params": params,
                 "seed": args.seed, "split_hash": experiment.splits.hash,
                 "folds": [
                     {"fold": r.fold, "status": r.status, "best_epoch": r.best_epoch,
@@ -47,7 +47,7 @@ def _run(args) -> int:
             indent=2,
         ))
         return 0
-    print(f"{args.loss} on {args.dataset} ({experiment.protocol.label}), params {params}")
+    print(f"{args.loss} on {args.dataset} ({experiment.label}), params {params}")
     print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {'untrained MAP@R':>15}  {'MAP@R':>7}  "
           f"{'R-Prec':>7}  {'P@1':>7}")
     for r in results:

@@ -41,7 +41,7 @@ def _test(args) -> int:
     summary = run_test(experiment, storage, results, args.reproductions, args.seed, fixed=fixed,
                        keep_models=args.keep_models, models_location=args.models)
     shown = f" {fixed}" if fixed else ""
-    print(f"{args.loss}{shown} on {args.dataset} ({experiment.protocol.label}): test classes, mean [95% CI]")
+    print(f"{args.loss}{shown} on {args.dataset} ({experiment.label}): test classes, mean [95% CI]")
     for mode in MODES:
         rows = summary[summary["mode"] == mode].set_index("metric")
         cells = []
@@ -49,4 +49,7 @@ def _test(args) -> int:
             row = rows.loc[metric.key]
             cells.append(f"{metric.label} {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
         print(f"  {mode:<17} n={int(rows['n'].iloc[0])}  " + "  ".join(cells))
+    for fold in experiment.scale_record(summary.attrs.get("params", {})).get("adacos", []):
+        print(f"  fold {fold['fold']}: {fold['schedule']} with C = {fold['classes']} training classes, "
+              f"s = sqrt(2) ln(C - 1) = {fold['scale']:.3f}{' at the start' if fold['schedule'] == 'adacos_dynamic' else ''}")
     return 0

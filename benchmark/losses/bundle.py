@@ -12,11 +12,19 @@ _SCALE_KEY = "bundle.scale"
 
 @dataclass(frozen=True)
 class ScaleAttribute:
-    """Where a loss keeps its softmax scale: ``attribute`` on the loss, stored as 1/s when ``inverse``."""
+    """Where a loss keeps its softmax scale: ``attribute`` on the loss, stored as 1/s when ``inverse``.
+
+    ``cosine_factor``: how many times the attribute multiplies the cosine similarities in the logits. The bundle's
+    scale is always this effective cosine scale s (logits = s cos + const), so AdaCos, ``scale_end`` and the recorded
+    curves mean the same s for every loss. ProxyNCA's softmax(-softmax_scale ||e - p||^2) on unit vectors has logits
+    2 softmax_scale cos - 2 softmax_scale: factor 2. Each loss states its convention in its search-space file
+    (``cosine_scale``).
+    """
 
     name: str  # what the loss's paper calls it, e.g. "alpha" or "1/temperature"
     attribute: str
     inverse: bool = False
+    cosine_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -112,15 +120,25 @@ class LossBundle:
         return self._scale.name if self._scale else None
 
     def get_scale(self) -> float:
+        """The effective cosine scale s (see ScaleAttribute)."""
         value = float(getattr(self.loss, self._require_scale().attribute))
-        return 1.0 / value if self._scale.inverse else value
+        return (1.0 / value if self._scale.inverse else value) * self._scale.cosine_factor
 
     def set_scale(self, scale: float) -> None:
+        """Set the effective cosine scale s; the loss's own attribute becomes s / cosine_factor (or its inverse)."""
         attribute = self._require_scale()
         scale = float(scale)
         if not scale > 0 or scale == float("inf"):
             raise ValueError(f"the scale must be a positive finite number, got {scale}")
-        setattr(self.loss, attribute.attribute, 1.0 / scale if attribute.inverse else scale)
+        own = scale / attribute.cosine_factor
+        setattr(self.loss, attribute.attribute, 1.0 / own if attribute.inverse else own)
+
+    @property
+    def scale_convention(self) -> tuple[str, float, bool] | None:
+        """(attribute, cosine factor, inverse) of the scale, for checking a search space's ``cosine_scale``."""
+        if self._scale is None:
+            return None
+        return self._scale.attribute, self._scale.cosine_factor, self._scale.inverse
 
     def _require_scale(self) -> ScaleAttribute:
         if self._scale is None:

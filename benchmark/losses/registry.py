@@ -7,7 +7,8 @@ and an early pytorch-metric-learning), with today's pytorch-metric-learning clas
 - proxy_nca, normalized_softmax, cosface, arcface, soft_triple (and proxy_anchor): one weight per training class,
   ``num_classes`` set per fold, trained by a separate RMSprop whose lr (``loss_lr``) is searched -- ``loss_lr`` is an
   optimiser setting, never a constructor argument;
-- margin: one learned beta (learn_beta, not per class), trained without weight decay.
+- margin: one learned beta (learn_beta, not per class), trained without weight decay; margin_per_class: one learned
+  beta per training class (MLRC's "Margin / class"), also without weight decay.
 
 Hyperparameters arrive validated and typed by the search space (``benchmark.search_space``); keys a loss does
 not use (e.g. settings of a scale schedule) are left to their own consumers.
@@ -45,14 +46,16 @@ class _NormalizedZeroMeanRegularizer(regularizers.ZeroMeanRegularizer):
 class _Entry:
     build: Callable[[dict, int, int], LossBundle]
     params: tuple[str, ...]
+    # A classification-based loss (a weight or proxy per class): MLRC drew its batches with m = 1 per class.
+    classification: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def _register(name: str, *params: str):
+def _register(name: str, *params: str, classification: bool = False):
     def decorator(build):
-        _REGISTRY[name] = _Entry(build, params)
+        _REGISTRY[name] = _Entry(build, params, classification)
         return build
 
     return decorator
@@ -73,11 +76,12 @@ def _ntxent(p, num_classes, embedding_size):
     return LossBundle(losses.NTXentLoss(temperature=p["temperature"]))
 
 
-@_register("proxy_nca", "loss_lr", "softmax_scale")
+@_register("proxy_nca", "loss_lr", "softmax_scale", classification=True)
 def _proxy_nca(p, num_classes, embedding_size):
     loss = losses.ProxyNCALoss(num_classes, embedding_size, softmax_scale=p["softmax_scale"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes,
-                      scale=ScaleAttribute("softmax_scale", "softmax_scale"), proxies=ProxyAttribute("proxies"))
+                      scale=ScaleAttribute("2*softmax_scale", "softmax_scale", cosine_factor=2.0),
+                      proxies=ProxyAttribute("proxies"))
 
 
 @_register("margin", "loss_lr", "margin", "beta")
@@ -88,7 +92,16 @@ def _margin(p, num_classes, embedding_size):
     return LossBundle(loss, loss_lr=p["loss_lr"], decay_loss_params=False)
 
 
-@_register("normalized_softmax", "loss_lr", "temperature")
+@_register("margin_per_class", "loss_lr", "margin", "beta")
+def _margin_per_class(p, num_classes, embedding_size):
+    # MLRC's "Margin / class" (plots *_margin_param_per_class_no_weight_decay): one learned beta per training class
+    # (num_classes set per fold), all initialised to `beta`, trained without weight decay like the shared one.
+    loss = losses.MarginLoss(margin=p["margin"], nu=0, beta=p["beta"], learn_beta=True, num_classes=num_classes,
+                             triplets_per_anchor="all")
+    return LossBundle(loss, loss_lr=p["loss_lr"], decay_loss_params=False, num_classes=num_classes)
+
+
+@_register("normalized_softmax", "loss_lr", "temperature", classification=True)
 def _normalized_softmax(p, num_classes, embedding_size):
     loss = losses.NormalizedSoftmaxLoss(num_classes, embedding_size, temperature=p["temperature"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes,
@@ -96,14 +109,14 @@ def _normalized_softmax(p, num_classes, embedding_size):
                       proxies=ProxyAttribute("W", transposed=True))
 
 
-@_register("cosface", "loss_lr", "margin", "scale")
+@_register("cosface", "loss_lr", "margin", "scale", classification=True)
 def _cosface(p, num_classes, embedding_size):
     loss = losses.CosFaceLoss(num_classes, embedding_size, margin=p["margin"], scale=p["scale"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("scale", "scale"),
                       proxies=ProxyAttribute("W", transposed=True))
 
 
-@_register("arcface", "loss_lr", "margin", "scale")
+@_register("arcface", "loss_lr", "margin", "scale", classification=True)
 def _arcface(p, num_classes, embedding_size):
     # The margin is in degrees: the constructor converts it to radians once, so loss.margin is in radians after.
     loss = losses.ArcFaceLoss(num_classes, embedding_size, margin=p["margin"], scale=p["scale"])
@@ -140,7 +153,7 @@ def _multi_similarity_miner(p, num_classes, embedding_size):
     )
 
 
-@_register("soft_triple", "loss_lr", "la", "gamma", "reg_weight", "margin")
+@_register("soft_triple", "loss_lr", "la", "gamma", "reg_weight", "margin", classification=True)
 def _soft_triple(p, num_classes, embedding_size):
     reg_weight = p["reg_weight"]
     regularizer = None
@@ -164,7 +177,7 @@ def _soft_triple(p, num_classes, embedding_size):
                       proxies=ProxyAttribute("fc", transposed=True, per_class=SOFT_TRIPLE_CENTERS))
 
 
-@_register("proxy_anchor", "loss_lr", "alpha", "margin")
+@_register("proxy_anchor", "loss_lr", "alpha", "margin", classification=True)
 def _proxy_anchor(p, num_classes, embedding_size):
     loss = losses.ProxyAnchorLoss(num_classes, embedding_size, margin=p["margin"], alpha=p["alpha"])
     return LossBundle(loss, loss_lr=p["loss_lr"], num_classes=num_classes, scale=ScaleAttribute("alpha", "alpha"),
@@ -186,6 +199,11 @@ def loss_names() -> tuple[str, ...]:
     from benchmark.losses.plugins import all_plugins
 
     return tuple(sorted({*LOSS_NAMES, *(p.name for p in all_plugins())}))
+
+
+def is_classification_loss(name: str) -> bool:
+    """Whether ``name`` is classification-based (class weights or proxies), as MLRC's sampler configs tell them apart."""
+    return _entry(name).classification
 
 
 def loss_param_names(name: str) -> tuple[str, ...]:

@@ -11,10 +11,12 @@ import contextlib
 
 import torch
 
+from benchmark.config import LOWER_PRECISIONS
+
 # Protocol.precision -> the autocast dtype (None: plain fp32, no autocast region at all).
 _AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS: tuple[str, ...] = tuple(_AUTOCAST_DTYPES)
-COMPARABLE = "fp32"  # the precision of MLRC's published numbers
+assert set(PRECISIONS) - {"fp32"} == set(LOWER_PRECISIONS)
 
 
 def autocast(precision: str, device: torch.device):

@@ -33,6 +33,7 @@ from benchmark.results import (
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
 from benchmark.tuning.namespace import in_namespace
+from benchmark.tuning.study import NONFINITE_ATTR, NONFINITE_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,15 @@ logger = logging.getLogger(__name__)
 MLRC_TRIAL_BUDGET = 50
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference"
 REFERENCE_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.mlrc_reference)
+PUBLISHED_PROTOCOL = "mlrc"  # the published test results are comparable with this label's rows only
+PUBLISHED_SUFFIX = "(MLRC published)"
+PUBLISHED_SOURCE = (
+    "Musgrave, Belongie, Lim: A Metric Learning Reality Check (ECCV 2020, arXiv 2003.08505v3), test results; mean of "
+    "their reproductions, no interval published here. SOP's cells are not included (not reachable offline)"
+)
+_PUBLISHED_MODES = {"separated_128": "sep128", "concatenated_512": "concat512"}
+_PUBLISHED_METRICS = {"precision_at_1": "p_at_1", "r_precision": "r_precision",
+                      "mean_average_precision_at_r": "map_at_r"}
 REFERENCE_SOURCE = (
     "Musgrave, Belongie, Lim: A Metric Learning Reality Check (ECCV 2020), powerful-benchmarker docs "
     "(papers/mlrc: optimisation traces and optimal hyperparameters); best 4-fold-mean validation MAP@R of each "
@@ -61,6 +71,7 @@ class StudyData:
     total: int
     best_value: float | None
     best_params: dict | None
+    nonfinite: int = 0  # trials scored 0 because their loss became non-finite (tuning.study.NONFINITE_ATTR)
 
 
 @dataclass
@@ -77,6 +88,8 @@ class ReportData:
     proxy_diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_proxy_diagnostics
     compute: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_compute
     examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_retrieval_examples
+    # MLRC's published test results, {(dataset, loss): {"<mode>/<metric>": fraction}}; shown beside `mlrc` rows only.
+    published: dict = field(default_factory=lambda: load_published())
 
     @property
     def empty(self) -> bool:
@@ -119,6 +132,7 @@ def _studies(storage_url: str) -> list[StudyData]:
             total=int(attrs.get("total_trials") or MLRC_TRIAL_BUDGET),
             best_value=None if best is None else float(best.value),
             best_params=None if best is None else dict(best.params),
+            nonfinite=sum(NONFINITE_ATTR in t.user_attrs for t in complete),
         ))
     return sorted(found, key=lambda s: (s.dataset, s.protocol, s.loss, s.name))
 
@@ -127,7 +141,7 @@ def _identity(name: str, attrs: dict) -> tuple[str, str, str]:
     """(dataset, loss, protocol) from the study's attributes, else from its name ``<dataset>-<loss>-<protocol>``."""
     parts = name.split("-")
     protocol = attrs.get("protocol")
-    protocol_name = protocol_label(protocol) if isinstance(protocol, dict) else protocol
+    protocol_name = attrs.get("label") or (protocol_label(protocol) if isinstance(protocol, dict) else protocol)
     return (
         str(attrs.get("dataset") or (parts[0] if len(parts) == 3 else name)),
         str(attrs.get("loss") or (parts[1] if len(parts) == 3 else name)),
@@ -164,6 +178,17 @@ def load_reference() -> tuple[dict, dict]:
     return mapr, hparams
 
 
+def load_published() -> dict:
+    """MLRC's published test results (mlrc_test_results.csv, percent) as fractions, keyed (dataset, loss)."""
+    published = {}
+    with open(REFERENCE_DIR / "mlrc_test_results.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            published[(row["dataset"], row["loss"])] = {
+                f"{mode}/{metric}": float(row[f"{prefix}_{column}"]) / 100
+                for mode, prefix in _PUBLISHED_MODES.items() for metric, column in _PUBLISHED_METRICS.items()}
+    return published
+
+
 def leaderboard(data: ReportData) -> pd.DataFrame:
     """One row per (dataset, protocol, loss): trials, best validation MAP@R, MLRC's figures and, per mode and
     metric, ``<mode>/<metric>/{mean,ci_low,ci_high,n}``."""
@@ -171,7 +196,7 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
     for s in data.studies:
         row = rows.setdefault((s.dataset, s.protocol, s.loss), _empty_row(s.dataset, s.protocol, s.loss))
         row.update(study=s.name, trials_finished=s.finished, trials_total=s.total, best_val_map_at_r=s.best_value,
-                   sampler=", ".join(s.attrs.get("samplers", [])) or None)
+                   sampler=", ".join(s.attrs.get("samplers", [])) or None, nonfinite_trials=s.nonfinite)
     for r in data.summary.itertuples(index=False):
         if r.mode not in MODES or r.metric not in METRICS:
             continue
@@ -181,6 +206,16 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
         row["test_study"] = r.study_name
         for part in ("mean", "ci_low", "ci_high", "n"):
             row[f"{r.mode}/{r.metric}/{part}"] = getattr(r, part)
+        row["adacos"] = adacos_summary(data.runs, r.study_name)
+    for dataset, protocol in {(d, p) for d, p, _ in rows if p == PUBLISHED_PROTOCOL}:
+        for (published_dataset, loss), values in data.published.items():
+            if published_dataset != dataset:
+                continue
+            label = f"{loss} {PUBLISHED_SUFFIX}"
+            row = rows.setdefault((dataset, protocol, label), _empty_row(dataset, protocol, label))
+            row["published"] = True
+            for key, value in values.items():
+                row[f"{key}/mean"] = value
     costs = run_costs(data.compute)
     for (dataset, _protocol, label), row in rows.items():
         row.update(study_cost(costs, row["study"], row["test_study"]))
@@ -192,10 +227,21 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
     return frame
 
 
+def adacos_summary(runs: pd.DataFrame, study_name: str) -> str | None:
+    """The C training classes and AdaCos scale s of a test configuration's folds (stored in each run's config by
+    an AdaCos schedule), e.g. ``C=75 s=6.083`` or ``C=74 s=6.06, C=73 s=6.04`` when folds differ; None otherwise."""
+    if runs.empty:
+        return None
+    configs = runs.loc[(runs["study_name"] == study_name) & (runs["kind"] == "test"), "config"]
+    pairs = sorted({(f["classes"], f["scale"]) for config in configs if isinstance(config, dict)
+                    for f in config.get("adacos") or []}, reverse=True)
+    return ", ".join(f"C={c} s={scale:.3f}" for c, scale in pairs) or None
+
+
 def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
     row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "test_study": None,
-           "trials_finished": None,
-           "trials_total": None, "best_val_map_at_r": None, "sampler": None}
+           "trials_finished": None, "trials_total": None, "best_val_map_at_r": None, "sampler": None,
+           "nonfinite_trials": None, "adacos": None, "published": False}
     for mode in MODES:
         for metric in METRICS:
             row.update({f"{mode}/{metric}/mean": math.nan, f"{mode}/{metric}/ci_low": math.nan,

@@ -19,8 +19,19 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
+from benchmark.config import label_not_comparable
 from benchmark.evaluation.registry import OBJECTIVE
-from benchmark.report.collect import REFERENCE_DATASETS, REFERENCE_SOURCE, ReportData, StudyData, leaderboard
+from benchmark.report.collect import (
+    NONFINITE_SCORE,
+    PUBLISHED_PROTOCOL,
+    PUBLISHED_SOURCE,
+    PUBLISHED_SUFFIX,
+    REFERENCE_DATASETS,
+    REFERENCE_SOURCE,
+    ReportData,
+    StudyData,
+    leaderboard,
+)
 from benchmark.report.compute import compute_section, duration, run_costs
 from benchmark.report.perf import perf_section
 from benchmark.report.retrieval import STYLE as RETRIEVAL_STYLE
@@ -28,7 +39,17 @@ from benchmark.report.retrieval import retrieval_section
 from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
 from benchmark.report.sweeps import sweeps_section
-from benchmark.report.tables import best_rows, columns, budget, cell, groups, header_labels, reference
+from benchmark.report.tables import (
+    NOT_COMPARABLE_NOTE,
+    best_rows,
+    budget,
+    cell,
+    columns,
+    groups,
+    header_labels,
+    loss_text,
+    reference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +65,7 @@ th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}
 table.sortable th{cursor:pointer}
 td.best{font-weight:bold;background:#e6f4e6}
+tr.published td{font-style:italic;color:#555}
 .note{color:#666;font-size:.9em}
 .bound{color:#b00;font-weight:bold}
 section.loss{border-top:2px solid #ddd;margin-top:2em}
@@ -112,6 +134,8 @@ def _leaderboards(board: pd.DataFrame) -> str:
     for dataset, protocol, rows in groups(board):
         with_reference = dataset in REFERENCE_DATASETS
         out.append(f"<h3>{escape(dataset)} ({escape(protocol)})</h3>")
+        if label_not_comparable(protocol):
+            out.append(f'<p class="note">{escape(NOT_COMPARABLE_NOTE)}</p>')
         head = ["loss", "trials done / total", "compute (wall)", *header_labels(), "best val MAP@R (ours)"]
         if with_reference:
             head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
@@ -119,7 +143,7 @@ def _leaderboards(board: pd.DataFrame) -> str:
                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
         best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
-            cells = [_td(row["loss"], row["loss"]), _td(budget(row), row["trials_finished"]),
+            cells = [_td(loss_text(row), row["loss"]), _td(budget(row), row["trials_finished"]),
                      _td(duration(row["compute_seconds"]) if row["compute_seconds"] else "-", row["compute_seconds"])]
             for c in columns():
                 mean, half = cell(row, *c)
@@ -130,8 +154,11 @@ def _leaderboards(board: pd.DataFrame) -> str:
             if with_reference:
                 cells.append(_td(reference(row), row["mlrc_best_val_map_at_r"]))
                 cells.append(_td(row["mlrc_optimal_hparams"] or "-", row["mlrc_optimal_hparams"] or ""))
-            out.append(f'<tr data-loss="{escape(str(row["loss"]))}">' + "".join(cells) + "</tr>")
+            published = ' class="published"' if row.get("published") else ""
+            out.append(f'<tr data-loss="{escape(str(row["loss"]))}"{published}>' + "".join(cells) + "</tr>")
         out.append("</tbody></table>")
+        if protocol == PUBLISHED_PROTOCOL and rows.get("published", pd.Series(dtype=bool)).astype(bool).any():
+            out.append(f'<p class="note">Rows marked {escape(PUBLISHED_SUFFIX)}: {escape(PUBLISHED_SOURCE)}.</p>')
         if with_reference:
             out.append(f'<p class="note">MLRC columns: {escape(REFERENCE_SOURCE)}. Validation, not test, '
                        "figures: compare them with our best validation MAP@R.</p>")
@@ -179,6 +206,9 @@ def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
            f"({escape(s.protocol)}) — study {escape(s.name)}</h3>",
            f"<p>Trials finished {s.finished} / {s.total}; sampler "
            f"{escape(', '.join(s.attrs.get('samplers', [])) or 'not recorded')}.</p>"]
+    if s.nonfinite:
+        out.append(f"<p>{s.nonfinite} trial(s) stopped when their loss became non-finite and were scored "
+                   f"{NONFINITE_SCORE:g}, as powerful-benchmarker scored them.</p>")
     complete = s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         out.append("<p>No completed trial yet: no optimisation history, importances or best parameters.</p>")

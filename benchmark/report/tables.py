@@ -7,8 +7,11 @@ import math
 
 import pandas as pd
 
+from benchmark.config import label_not_comparable
 from benchmark.evaluation.registry import METRICS, MODES
 
+NOT_COMPARABLE_NOTE = ("Trained in a lower precision (bf16/fp16 autocast): not comparable with fp32 results, MLRC's "
+                       "included.")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -28,6 +31,8 @@ def groups(board: pd.DataFrame):
 def best_rows(rows: pd.DataFrame, mode: str, metric: str) -> set[int]:
     """Row positions holding the highest mean of a column (ties all count); none if the column is empty."""
     means = rows[f"{mode}/{metric}/mean"].astype(float)
+    if "published" in rows:  # MLRC's published figures are shown beside ours, never marked best
+        means = means.where(~rows["published"].astype(bool))
     if means.isna().all():
         return set()
     top = means.max()
@@ -55,6 +60,12 @@ def reference(row) -> str:
     return "-" if value is None or pd.isna(value) else f"{float(value):.4f}"
 
 
+def loss_text(row) -> str:
+    """The loss cell: its name (and fixed configuration), plus AdaCos' C and s where the configuration used it."""
+    adacos = row.get("adacos")
+    return f"{row['loss']} (AdaCos {adacos})" if isinstance(adacos, str) and adacos else str(row["loss"])
+
+
 def header_labels() -> list[str]:
     return [f"{MODES[mode]} {METRICS[metric].label}" for mode, metric in columns()]
 
@@ -63,6 +74,8 @@ def to_markdown(board: pd.DataFrame) -> str:
     out = []
     for dataset, protocol, rows in groups(board):
         out.append(f"### {_md(dataset)} ({_md(protocol)})\n")
+        if label_not_comparable(protocol):
+            out.append(f"*{NOT_COMPARABLE_NOTE}*\n")
         head = ["loss", "trials", *header_labels(), "MLRC best val MAP@R"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -73,7 +86,7 @@ def to_markdown(board: pd.DataFrame) -> str:
                 mean, half = cell(row, *c)
                 text = mean + (f" ± {half}" if half else "")
                 cells.append(f"**{text}**" if i in best[c] else text)
-            out.append("| " + " | ".join([_md(row["loss"]), budget(row), *cells, reference(row)]) + " |")
+            out.append("| " + " | ".join([_md(loss_text(row)), budget(row), *cells, reference(row)]) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -94,7 +107,7 @@ def to_latex(board: pd.DataFrame) -> str:
                 mean, half = cell(row, *c)
                 text = mean + (rf" $\pm$ {half}" if half else "")
                 cells.append(rf"\textbf{{{text}}}" if i in best[c] else text)
-            out.append(" & ".join([latex_escape(row["loss"]), latex_escape(budget(row)), *cells, reference(row)])
+            out.append(" & ".join([latex_escape(loss_text(row)), latex_escape(budget(row)), *cells, reference(row)])
                        + r" \\")
         out.append(r"\hline")
         out.append(r"\end{tabular}")

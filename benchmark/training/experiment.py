@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from benchmark.config import Protocol
+from benchmark.config import Protocol, identity_label, weights_identity
 from benchmark.data import ImageDataset, get_dataset
 from benchmark.data.registry import get_spec
 from benchmark.data.cache import DecodedImageCache
@@ -21,6 +21,7 @@ from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace
 from benchmark.training.fold import FoldTrainer
 from benchmark.training.run import FoldRun
+from benchmark.training.scale_schedules import adacos_record
 
 @dataclass
 class Experiment:
@@ -39,6 +40,22 @@ class Experiment:
     # One decoded-image cache for every trial and fold of the experiment: a new one per trial would start with an
     # empty memo and re-read every image from disk.
     _cache: DecodedImageCache | None = field(default=None, repr=False, compare=False)
+    weights_id: str = ""  # imagenet | none | sha256:<hex> of the weights file (config.weights_identity)
+
+    def __post_init__(self):
+        if not self.weights_id:
+            self.weights_id = weights_identity(self.weights)
+
+    @property
+    def label(self) -> str:
+        """The protocol part of the study name: preset, identity settings that differ from it, trunk weights."""
+        return identity_label(self.protocol, self.weights_id)
+
+    def identity(self) -> dict:
+        """Everything besides the protocol settings that changes a study's numbers; checked when a study resumes."""
+        return {"trunk": self.protocol.trunk, "weights": self.weights_id, "precision": self.protocol.precision,
+                "batchnorm": self.protocol.batchnorm, "batch_sampler": self.protocol.batch_sampler,
+                "search_space": self.search_space.fingerprint()}
 
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
@@ -65,6 +82,16 @@ class Experiment:
             study_prefix=study_prefix,
             compile=compile,
         )
+
+    @property
+    def fold_classes(self) -> list[int]:
+        """The number of training classes of each fold (the C of AdaCos)."""
+        return [len(fold.train) for fold in self.splits.folds]
+
+    def scale_record(self, params: dict) -> dict:
+        """What a result of ``params`` stores about the scale beyond its parameters: AdaCos' C and s per fold."""
+        adacos = adacos_record(params, self.fold_classes)
+        return {} if adacos is None else {"adacos": adacos}
 
     @property
     def fold_run(self) -> FoldRun:

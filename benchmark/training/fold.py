@@ -78,7 +78,10 @@ class FoldResult:
     fold: int
     seed: int
     status: str  # "ok" or "nonfinite_loss"
-    best_epoch: int  # 0 = the untrained model was never beaten
+    # The best validation of the TRAINED model (epochs >= 1): what the objective scores, as powerful-benchmarker's
+    # aggregator did (IGNORE_ALL_UNTRAINED) even when it is below the untrained model. Only a fold that never reached
+    # a validation (its loss became non-finite first) falls back to the untrained model's epoch 0.
+    best_epoch: int
     epochs_trained: int
     untrained_metrics: dict
     best_metrics: dict
@@ -86,7 +89,10 @@ class FoldResult:
     proxy_diagnostics: list[dict] = field(default_factory=list)  # {"epoch": e, **proxy_cosine_summary} per validation
     seconds: float = 0.0
     device_seconds: float | None = None  # CUDA time from the fold's first to its last kernel; None on the CPU
-    state: dict | None = None  # best checkpoint: {"model": ..., "loss": ...} on the CPU
+    # The checkpoint the test phase embeds with: the best validation INCLUDING the untrained model (PML's
+    # HookContainer keeps "best0" until a trained epoch beats it; early stopping counts from this epoch too).
+    checkpoint_epoch: int = 0
+    state: dict | None = None  # that checkpoint: {"model": ..., "loss": ...} on the CPU
 
 
 class FoldTrainer:
@@ -239,7 +245,7 @@ class FoldTrainer:
             if not epoch_done(epoch, loss, scale, validate=validated):
                 break
             schedule.end_epoch(bundle)
-            if validated and plateaued(epoch, run.best_epoch, p.patience):
+            if validated and plateaued(epoch, run.checkpoint_epoch, p.patience):
                 break
         normal_epochs = epoch
         extra = schedule.extra_epochs(normal_epochs) if run.status == "ok" else 0
@@ -265,7 +271,8 @@ class FoldTrainer:
             proxy_diagnostics=run.diagnostics,
             seconds=time.perf_counter() - started,
             device_seconds=clock.seconds(),
-            state=run.best_state,
+            checkpoint_epoch=run.checkpoint_epoch,
+            state=run.checkpoint_state,
         )
 
     def _train_epoch(self, model, bundle, optimizers, scaler, loader, observers=()) -> float:
@@ -311,20 +318,25 @@ class _FoldProgress:
     """What one fold has reached so far: the best validation and its checkpoint, the curve, the diagnostics."""
 
     status: str = "ok"
-    best_epoch: int = 0
+    best_epoch: int = 0  # best trained validation (see FoldResult)
     best_metrics: dict | None = None
-    best_state: dict | None = None
+    checkpoint_epoch: int = 0  # best validation, the untrained model included
+    checkpoint_metrics: dict | None = None
+    checkpoint_state: dict | None = None
     untrained_metrics: dict | None = None
     curve: list[dict] = field(default_factory=list)
     diagnostics: list[dict] = field(default_factory=list)
 
     def consider(self, epoch: int, metrics: dict, snapshot: Callable[[], dict]) -> None:
-        """Keep ``metrics`` (and a snapshot) when they beat the best so far; epoch 0 is the untrained model."""
-        if self.best_metrics is None:
+        """Record a validation; epoch 0 is the untrained model. A tie keeps the earlier epoch (PML's strict >)."""
+        value = metrics[OBJECTIVE]
+        if epoch == 0:
             self.untrained_metrics = metrics
-        elif metrics[OBJECTIVE] <= self.best_metrics[OBJECTIVE]:
-            return
-        self.best_metrics, self.best_epoch, self.best_state = metrics, epoch, snapshot()
+            self.best_metrics = metrics  # until a trained validation exists
+        elif self.best_epoch == 0 or value > self.best_metrics[OBJECTIVE]:
+            self.best_metrics, self.best_epoch = metrics, epoch
+        if self.checkpoint_metrics is None or value > self.checkpoint_metrics[OBJECTIVE]:
+            self.checkpoint_metrics, self.checkpoint_epoch, self.checkpoint_state = metrics, epoch, snapshot()
 
 
 def plateaued(epoch: int, best_epoch: int, patience: int) -> bool:

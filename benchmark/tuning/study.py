@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.config import check_same_protocol
+from benchmark.config import check_same_identity, check_same_protocol
 from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError, out_of_space
 from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SAMPLERS_ATTR = "samplers"
+IDENTITY_ATTR = "identity"  # Experiment.identity(): weights, precision, BatchNorm, batch sampler, search space
+LABEL_ATTR = "label"  # Experiment.label: the protocol part of the name, what the report shows
+NONFINITE_ATTR = "nonfinite_loss_fold"  # set on a trial scored NONFINITE_SCORE
+NONFINITE_SCORE = 0.0
 SEED_DEFAULTS_ATTR = "seed_defaults"  # study attribute: whether trial 0 was the search space's defaults
 SEEDED_ATTR = "seeded"  # trial attribute of that trial
 PRUNER_ATTR = "pruner"
@@ -56,6 +60,14 @@ MAX_LOST_CONNECTIONS = 3
 
 class _SurplusTrial(Exception):
     """This worker's trial would exceed the study's total."""
+
+
+class _NonFiniteLoss(Exception):
+    """A fold's loss became non-finite: the trial ends and is scored NONFINITE_SCORE."""
+
+    def __init__(self, fold: int):
+        super().__init__(f"non-finite loss in fold {fold}")
+        self.fold = fold
 
 
 def study_name(dataset: str, loss: str, protocol: str) -> str:
@@ -85,8 +97,7 @@ class Tuner:
         self.seed = seed
         self.common_seed = common_seed
         self.name = namespaced(experiment.study_prefix,
-                               name or study_name(experiment.dataset_name, experiment.loss_name,
-                                                  experiment.protocol.label))
+                               name or study_name(experiment.dataset_name, experiment.loss_name, experiment.label))
         self.storage = open_storage(storage_url)
         self.results = ResultsStore(results_url)
         if isinstance(sampler, str):
@@ -118,10 +129,13 @@ class Tuner:
             study.set_user_attr("protocol", e.protocol.to_dict())
             study.set_user_attr("split_scheme", e.splits.scheme)
             study.set_user_attr("search_space", e.search_space.fingerprint())
+            study.set_user_attr(IDENTITY_ATTR, e.identity())
+            study.set_user_attr(LABEL_ATTR, e.label)
             if e.search_space.code_sha256:
                 study.set_user_attr("loss_code_sha256", e.search_space.code_sha256)
         else:
             check_compatible(attrs, e, self.name)
+            check_same_study_identity(attrs, e, self.name)
             stored = attrs.get(PRUNER_ATTR)
             if stored is not None and stored != self.pruner_name:
                 raise UserError(f"study {self.name} prunes with --pruner {stored}, not {self.pruner_name}: its trials "
@@ -289,8 +303,9 @@ class Tuner:
                     f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")
         done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
         with self.results.run(
-            kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label,
-            params=params, config=_config(e, self.sampler_name), seed=trial_seed, split_hash=e.splits.hash,
+            kind="trial", study_name=self.name, dataset=e.dataset_name, loss=e.loss_name, protocol=e.label,
+            params=params, config={**_config(e, self.sampler_name), **e.scale_record(params)}, seed=trial_seed,
+            split_hash=e.splits.hash,
             provenance=collect_provenance(describe_device(e.device)), trial_number=trial.number,
         ) as record:
             reporter = PruningReporter(trial, e.protocol.max_epochs, e.protocol.num_folds)
@@ -304,12 +319,26 @@ class Tuner:
                 record.fold(result)
                 done[result.fold] = _fold_summary(result)
                 trial.set_user_attr("folds", {str(k): v for k, v in done.items()})
+                if result.status != "ok":
+                    raise _NonFiniteLoss(result.fold)
                 reporter.folds_done([d[OBJECTIVE] for d in done.values()])
 
             todo = [f for f in range(e.protocol.num_folds) if f not in done]
             try:
+                for fold, summary in sorted(done.items()):  # a resumed trial whose finished fold went non-finite
+                    if summary.get("status", "ok") != "ok":
+                        raise _NonFiniteLoss(fold)
                 run_folds(e.trainer(params, on_epoch=on_epoch), e.fold_run, seed=trial_seed, folds=todo,
                           on_fold_done=on_fold_done)
+            except _NonFiniteLoss as stop:
+                # As powerful-benchmarker: a NaN ends the whole experiment (the other folds are not trained) and the
+                # optimiser is told a mean of 0 (api_parsers/base_api_parser.py, run_train_or_eval). The trial stays
+                # COMPLETE, with its cause in a user attribute and the fold's status in bm_fold_results.
+                trial.set_user_attr(NONFINITE_ATTR, stop.fold)
+                record.finish("complete", objective=NONFINITE_SCORE)
+                logger.warning("trial %d: the loss became non-finite in fold %d; scored %g as powerful-benchmarker "
+                               "did", trial.number, stop.fold, NONFINITE_SCORE)
+                return NONFINITE_SCORE
             except optuna.TrialPruned:
                 record.finish("pruned")
                 logger.info("trial %d pruned after %d folds%s", trial.number, len(done),
@@ -330,13 +359,23 @@ def check_compatible(attrs: dict, experiment: Experiment, name: str) -> None:
     check_same_code(attrs.get("loss_code_sha256"), experiment.search_space, name)
 
 
+def check_same_study_identity(attrs: dict, experiment: Experiment, name: str) -> None:
+    """Refuse to add trials to study ``name`` whose identity (weights, precision, BatchNorm, batch sampler, search
+    space) differs from ``experiment``'s; studies older than the identity attribute have their search-space
+    fingerprint checked."""
+    stored = attrs.get(IDENTITY_ATTR) or {"search_space": attrs.get("search_space",
+                                                                     experiment.search_space.fingerprint())}
+    check_same_identity(stored, experiment.identity(), name)
+
+
 def _fold_summary(result: FoldResult) -> dict:
     return {**{key: result.best_metrics[key] for key in METRICS}, "best_epoch": result.best_epoch,
             "status": result.status}
 
 
 def _config(e: Experiment, sampler: str) -> dict:
-    return {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
+    return {"protocol": e.protocol.to_dict(), "weights": e.weights, "identity": e.identity(),
+            "split_scheme": e.splits.scheme,
             "search_space": e.search_space.fingerprint(), "sampler": sampler,
             "loss_code_sha256": e.search_space.code_sha256}
 

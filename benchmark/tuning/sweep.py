@@ -39,7 +39,7 @@ class Sweep:
         # sweep from picking the same point.
         sampler = optuna.samplers.GridSampler({n: list(v) for n, v in grid.values.items()},
                                               seed=derive_seed(seed, os.getpid()))
-        name = grid.study_name(experiment.dataset_name, experiment.loss_name, experiment.protocol.label)
+        name = grid.study_name(experiment.dataset_name, experiment.loss_name, experiment.label)
         # Every point trains with the same seed (common random numbers): differences between points are the
         # parameters', not the seeds', and a point's numbers do not depend on the order the sampler visits points.
         self.tuner = Tuner(experiment, storage_url, results_url, total_trials=grid.size, sampler=sampler,

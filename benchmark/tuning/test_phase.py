@@ -86,7 +86,7 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     (default: next to the results database), ``best`` only those of the reproduction with the highest
     separated-128 test MAP@R so far, ``none`` nothing."""
     e = experiment
-    name = namespaced(e.study_prefix, study_name(e.dataset_name, e.loss_name, e.protocol.label))
+    name = namespaced(e.study_prefix, study_name(e.dataset_name, e.loss_name, e.label))
     if fixed:
         name = configuration_name(name, fixed)
         params = {**e.search_space.defaults(), **fixed}
@@ -101,11 +101,11 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     trainer = e.trainer(params)
     test_set = TestSet(e)
     config = {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
-              "loss_code_sha256": e.search_space.code_sha256}
+              "loss_code_sha256": e.search_space.code_sha256, "identity": e.identity(), **e.scale_record(params)}
     # Each reproduction is claimed atomically: several `benchmark test` processes on one study share the work.
     while (record := results.claim_reproduction(
             reproductions, lambda r: derive_seed(seed, _REPRODUCTION_SEED_OFFSET + r), study_name=name,
-            dataset=e.dataset_name, loss=e.loss_name, protocol=e.protocol.label, params=params, config=config,
+            dataset=e.dataset_name, loss=e.loss_name, protocol=e.label, params=params, config=config,
             split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)))) is not None:
         reproduction, rep_seed = record.reproduction, record.seed
         logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
@@ -129,7 +129,9 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
                     ", ".join(str(run["reproduction"]) for run in others),
                     ", ".join(sorted({f"{run['hostname']}:{run['pid']}" for run in others})))
     summary = summarize_test_results(results_url)
-    return summary[summary["study_name"] == name]
+    summary = summary[summary["study_name"] == name].copy()
+    summary.attrs["params"] = params  # what was tested, for the caller to show
+    return summary
 
 
 def keep_fold_models(results: ResultsStore, location: str, mode: str, run_id: int, name: str, reproduction: int,
