@@ -184,5 +184,7 @@ def test_nan_loss_trial_among_workers_is_recorded_and_the_study_completes(tiny_e
     # The results database tells the NaN trial's folds apart.
     folds = load_fold_results(url).query("kind == 'trial'")
     nan_folds = folds[folds["trial_number"] == done[overflow].number]
-    assert len(nan_folds) == 4 and set(nan_folds["status"]) == {"nonfinite_loss"}
+    # As powerful-benchmarker: the NaN ends the trial after its first fold and scores it 0 (docs/FIDELITY.md).
+    assert len(nan_folds) == 1 and set(nan_folds["status"]) == {"nonfinite_loss"}
+    assert done[overflow].value == 0.0 and done[overflow].user_attrs["nonfinite_loss_fold"] == 0
     assert set(folds[folds["trial_number"] != done[overflow].number]["status"]) == {"ok"}
