@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     _common.add_storage_args(parser)
     parser.add_argument("--trials", type=int, default=50, help="total trials of the study (default: 50, as MLRC)")
     parser.add_argument("--sampler", default="auto", choices=SAMPLERS,
-                        help="auto: GP for numeric spaces without pruning, else TPE (default: auto)")
+                        help="auto: GP when every searched parameter is numeric and no pruner is used (every MLRC "
+                        "loss; fixed parameters do not count), else TPE; the sampler used is stored on the study "
+                        "(default: auto)")
     parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials inside fold 0 and between folds (recommended: successive_halving; see README)")
     parser.add_argument("--no-seed-defaults", dest="seed_defaults", action="store_false",
                         help="do not make a new study's first trial the search space's defaults (MLRC's optimum for "
