@@ -69,6 +69,8 @@ def compute_section(board: pd.DataFrame, costs: pd.DataFrame, embed) -> str:
     if costs.empty:
         return ('<h2 id="compute">Compute</h2><p>No compute recorded (results of a version before compute '
                 "accounting).</p>")
+    if board.empty:  # e.g. a database holding only sweeps: no loss on the leaderboard to cost
+        return '<h2 id="compute">Compute</h2><p>No leaderboard rows yet: costs are shown per tested loss.</p>'
     out = ['<h2 id="compute">Compute</h2>',
            '<p class="note">Wall-clock time of every trial and test reproduction (all folds, evaluation included), '
            "summed per loss; device-seconds are CUDA time from events, absent on the CPU. The curves show the best "
