@@ -59,7 +59,7 @@ def test_a_rerun_resumes_and_adds_nothing(compared):
     env, cwd, _ = compared
     result = run_benchmark(["test", *COMMON, "--param", "scale_schedule=constant"], env, cwd)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("already stored") == 2
+    assert "2 of 2 reproductions already stored" in result.stderr
     assert len(load_runs(f"sqlite:///{cwd}/results/benchmark.db").query("kind == 'test'")) == 6
 
 
