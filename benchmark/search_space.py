@@ -33,7 +33,11 @@ _FILE_KEYS = {"loss", "pml_class", "description", "source", "params", "dataset_o
               "cosine_scale"}
 # ``cosine_scale``: how a softmax loss's scale parameter multiplies the cosine similarities in its logits (the
 # effective cosine scale that AdaCos, scale_end and the recorded curves use; LossBundle's ScaleAttribute).
-_COSINE_SCALE_KEYS = {"parameter", "factor", "inverse", "note"}
+_COSINE_SCALE_KEYS = {"parameter", "factor", "inverse", "proxies", "note"}
+# The scale-schedule parameters, defined once and added to every file with a ``cosine_scale`` (a new scale-bearing
+# loss needs no copy); they enter the fingerprint like the loss's own, so editing them makes a new study.
+SCHEDULE_FILE = Path("schedules") / "scale.yaml"
+_SCHEDULE_FILE_KEYS = {"source", "needs_proxies", "params"}
 _PARAM_KEYS = {"type", "low", "high", "log", "choices", "default", "domain", "tune", "unit", "description"}
 # What a dataset may change: the range and whether the parameter is searched at all (MLRC left some fixed).
 _OVERRIDE_KEYS = {"low", "high", "log", "choices", "tune"}
@@ -258,6 +262,33 @@ class _SpaceFile:
 
     def __init__(self, path: Path):
         self.path = path
+        data = self._read()
+        self._no_unknown_keys(data, _FILE_KEYS, "")
+        for key in ("source", "params"):
+            if not data.get(key):
+                self._fail(f"missing '{key}'")
+        if data.get("loss", path.stem) != path.stem:
+            self._fail(f"loss {data['loss']!r} does not match the file name {path.stem!r}")
+        self.source = " ".join(str(data["source"]).split())
+        self.params = {name: self._param(name, spec) for name, spec in self._mapping(data["params"], "params").items()}
+        self.cosine_scale = self._cosine_scale(data.get("cosine_scale"))
+        if self.cosine_scale is not None:
+            self.params.update(self._schedule_params(self.cosine_scale["proxies"]))
+        self.overrides = {
+            dataset: self._dataset_overrides(dataset, section)
+            for dataset, section in self._mapping(data.get("dataset_overrides") or {}, "dataset_overrides").items()
+        }
+        self.dataset_defaults = {
+            dataset: self._dataset_defaults(dataset, section)
+            for dataset, section in self._mapping(data.get("defaults_by_dataset") or {}, "defaults_by_dataset").items()
+        }
+        # A dataset's narrower range must still hold the default that dataset will use.
+        for dataset in self.overrides:
+            for name, spec in self.resolve(dataset).params.items():
+                self._check_default(spec, spec.default, f"dataset_overrides.{dataset}.{name}: default")
+
+    def _read(self):
+        path = self.path
         try:
             data = yaml.safe_load(path.read_bytes().decode("utf-8"))
         except OSError as error:
@@ -272,27 +303,7 @@ class _SpaceFile:
             raise UserError(f"{path}: YAML nested too deeply; expected the flat layout of search_spaces/*.yaml") from None
         if not isinstance(data, dict):
             self._fail("expected a mapping with 'source' and 'params'")
-        self._no_unknown_keys(data, _FILE_KEYS, "")
-        for key in ("source", "params"):
-            if not data.get(key):
-                self._fail(f"missing '{key}'")
-        if data.get("loss", path.stem) != path.stem:
-            self._fail(f"loss {data['loss']!r} does not match the file name {path.stem!r}")
-        self.source = " ".join(str(data["source"]).split())
-        self.params = {name: self._param(name, spec) for name, spec in self._mapping(data["params"], "params").items()}
-        self.cosine_scale = self._cosine_scale(data.get("cosine_scale"))
-        self.overrides = {
-            dataset: self._dataset_overrides(dataset, section)
-            for dataset, section in self._mapping(data.get("dataset_overrides") or {}, "dataset_overrides").items()
-        }
-        self.dataset_defaults = {
-            dataset: self._dataset_defaults(dataset, section)
-            for dataset, section in self._mapping(data.get("defaults_by_dataset") or {}, "defaults_by_dataset").items()
-        }
-        # A dataset's narrower range must still hold the default that dataset will use.
-        for dataset in self.overrides:
-            for name, spec in self.resolve(dataset).params.items():
-                self._check_default(spec, spec.default, f"dataset_overrides.{dataset}.{name}: default")
+        return data
 
     def resolve(self, dataset: str) -> SearchSpace:
         params = dict(self.overrides.get(dataset, self.params))
@@ -311,11 +322,30 @@ class _SpaceFile:
         factor = self._number(section.get("factor", 1), "float", "cosine_scale.factor")
         if not factor > 0:
             self._fail(f"cosine_scale.factor must be positive, got {factor:g}")
-        inverse = section.get("inverse", False)
-        if not isinstance(inverse, bool):
-            self._fail(f"cosine_scale.inverse must be true or false, got {inverse!r}")
-        return {"parameter": section["parameter"], "factor": factor, "inverse": inverse,
+        flags = {"inverse": section.get("inverse", False), "proxies": section.get("proxies", True)}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                self._fail(f"cosine_scale.{key} must be true or false, got {value!r}")
+        return {"parameter": section["parameter"], "factor": factor, **flags,
                 "note": " ".join(str(section.get("note", "")).split())}
+
+    def _schedule_params(self, proxies: bool) -> dict[str, ParamSpec]:
+        """The shared schedule parameters (next to this file's folder, else the shipped ones); without class
+        proxies, the schedules that read them are left out."""
+        own = self.path.parent / SCHEDULE_FILE
+        shared = _ScheduleFile(own if own.is_file() else default_directory() / SCHEDULE_FILE)
+        copied = sorted(set(shared.params) & set(self.params))
+        if copied:
+            self._fail(f"params.{copied[0]}: defined once in {shared.path} for every loss with a cosine_scale; "
+                       "remove it from this file")
+        params = dict(shared.params)
+        if not proxies:
+            for name, spec in params.items():
+                if spec.type == "categorical":
+                    choices = tuple(c for c in spec.choices if str(c) not in shared.needs_proxies)
+                    params[name] = replace(spec, choices=choices)
+                    self._check_default(params[name], spec.default, f"{shared.path}: params.{name}.default")
+        return params
 
     # -- validation ------------------------------------------------------------------------------------------
     def _fail(self, problem: str):
@@ -471,6 +501,22 @@ class _SpaceFile:
             self._check_default(spec, value, where)
             values[name] = value
         return values
+
+
+class _ScheduleFile(_SpaceFile):
+    """``schedules/scale.yaml``: parameters validated like a loss's, plus the choices that need class proxies."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.is_file():
+            raise UserError(f"scale-schedule file {path} does not exist; expected it in the search_spaces folder")
+        data = self._read()
+        self._no_unknown_keys(data, _SCHEDULE_FILE_KEYS, "")
+        self.params = {name: self._param(name, spec) for name, spec in self._mapping(data.get("params"), "params").items()}
+        needs = data.get("needs_proxies", [])
+        if not isinstance(needs, list):
+            self._fail(f"needs_proxies: expected a list of choices, got {type(needs).__name__}")
+        self.needs_proxies = frozenset(map(str, needs))
 
 
 def _override_from_text(spec: ParamSpec, text: str) -> ParamSpec:

@@ -18,7 +18,7 @@ def _setuptools() -> dict:
 
 def test_every_subpackage_is_listed():
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "benchmark").rglob("__init__.py")}
-    mapped = {"benchmark.search_spaces", "benchmark.search_spaces.batch_samplers"}
+    mapped = {"benchmark.search_spaces", "benchmark.search_spaces.batch_samplers", "benchmark.search_spaces.schedules"}
     assert set(_setuptools()["packages"]) == found | mapped
     assert _setuptools()["package-dir"] == {"benchmark.search_spaces": "search_spaces"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import shutil
 from pathlib import Path
 
 import optuna
@@ -184,6 +185,30 @@ def test_fingerprint_is_stable_and_tracks_ranges_only(tmp_path):
     (tmp_path / "triplet.yaml").write_text(text.replace("triplet should exceed", "triplet must exceed"))
     edited = load_search_space("triplet", "cub200", tmp_path)
     assert edited.fingerprint() == load_search_space("triplet", "cub200").fingerprint()
+
+
+def test_the_schedule_block_is_defined_once_and_attached_to_every_scale_bearing_loss(tmp_path):
+    shutil.copytree(default_directory(), tmp_path, dirs_exist_ok=True)
+    # A new scale-bearing loss declares its cosine_scale and gets the schedule parameters without a copy.
+    (tmp_path / "my_scaled.yaml").write_text("source: test\ncosine_scale: {parameter: s}\n"
+                                             "params:\n  s: {type: float, low: 1, high: 64, log: true, default: 16}\n")
+    space = load_search_space("my_scaled", "cub200", tmp_path)
+    assert space.defaults() == {"s": 16.0, **SCHEDULE_DEFAULTS}
+    assert not space.params["scale_schedule"].tune
+    # Editing the shared block is a new search for every loss that carries it.
+    before = {loss: load_search_space(loss, "cub200", tmp_path).fingerprint() for loss in ("arcface", "my_scaled")}
+    shared = tmp_path / "schedules" / "scale.yaml"
+    shared.write_text(shared.read_text().replace("high: 64.0", "high: 32.0"))
+    for loss, fingerprint in before.items():
+        assert load_search_space(loss, "cub200", tmp_path).fingerprint() != fingerprint, loss
+    assert load_search_space("arcface", "cub200", tmp_path).params["scale_end"].high == 32.0
+    assert load_search_space("triplet", "cub200", tmp_path).fingerprint() == \
+        load_search_space("triplet", "cub200").fingerprint()  # no cosine_scale, no schedule
+    # A copy of the block in a loss file is refused: there is one place to edit it.
+    copied = (tmp_path / "my_scaled.yaml").read_text() + "  scale_end: {type: float, low: 1, high: 8, default: 4}\n"
+    (tmp_path / "my_scaled.yaml").write_text(copied)
+    with pytest.raises(UserError, match=r"params.scale_end: defined once in .*scale.yaml"):
+        load_search_space("my_scaled", "cub200", tmp_path)
 
 
 # -- file validation -----------------------------------------------------------------------------------------------

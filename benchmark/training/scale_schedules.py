@@ -11,8 +11,9 @@
   sample and its own class proxy. AdaCos updates per batch; we update per epoch so one epoch trains with one s and
   the curve records exactly the s that was used.
 
-A schedule is built per fold from the trial's parameters ``scale_schedule`` and ``scale_end``, which live in the
-scale-bearing losses' search spaces (so they can be fixed with ``--param`` or searched by ``tune``).
+A schedule is built per fold from the trial's parameters ``scale_schedule`` and ``scale_end``, defined once in
+``search_spaces/schedules/scale.yaml`` and added to every scale-bearing loss's search space (so they can be fixed
+with ``--param`` or searched by ``tune``).
 """
 
 from __future__ import annotations
