@@ -236,6 +236,12 @@ def check_same_code(stored: str | None, space: SearchSpace, study: str) -> None:
                         "another --storage")
 
 
+def format_params(params: dict) -> str:
+    """``alpha=32, loss_lr=0.002`` with numbers to 4 significant digits: how logs and printouts show parameters."""
+    return ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in params.items()) or "(none)"
+
+
 def load_search_space(loss: str, dataset: str, directory: Path | None = None) -> SearchSpace:
     """The search space of built-in loss ``loss`` (its file in the search-space folder) with ``dataset``'s overrides
     and defaults applied; ``benchmark.losses.spaces.load_loss_space`` also finds plugin losses'."""

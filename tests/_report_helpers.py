@@ -16,10 +16,11 @@ SPLIT_HASH = "9232066bb41fa04d"
 
 def add_study(url: str, dataset: str, loss: str, trials: list[dict[str, float]], values: list[float],
               test_values: dict[str, list[float]] | None = None, protocol: str = "quick",
-              ranges: dict[str, tuple[float, float, bool]] | None = None) -> str:
+              ranges: dict[str, tuple[float, float, bool]] | None = None,
+              untrained: dict[str, list[float]] | None = None) -> str:
     """A study ``<dataset>-<loss>-<protocol>`` with completed ``trials`` (params, objective value), curves for
     every trial, and test reproductions: ``test_values`` maps metric -> one value per reproduction (both modes
-    get the same values, concatenated-512 shifted up by 0.01)."""
+    get the same values, concatenated-512 shifted up by 0.01); ``untrained`` the same for the untrained models."""
     name = f"{dataset}-{loss}-{protocol}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=url, direction="maximize")
@@ -52,6 +53,9 @@ def add_study(url: str, dataset: str, loss: str, trials: list[dict[str, float]],
                 "separated_128": {m: v[rep] for m, v in test_values.items()},
                 "concatenated_512": {m: v[rep] + 0.01 for m, v in test_values.items()},
             }
+            for mode in ("separated_128", "concatenated_512"):
+                if untrained:
+                    metrics[f"untrained_{mode}"] = {m: v[rep] for m, v in untrained.items()}
             store.record_test_metrics(run, name, dataset, loss, protocol, rep, rep, metrics)
     return name
 

@@ -42,19 +42,32 @@ def _leaderboard_row(html: str, dataset: str, loss: str) -> str:
 
 def test_leaderboard_rows_hold_mean_ci_budget_and_best(report):
     ms = _leaderboard_row(report, "cub200", "multi_similarity")
-    # separated-128 P@1 over (0.60, 0.62, 0.61): mean 0.61, t-interval half-width 0.0248; the best of its column.
-    assert '<td class="best" data-sort="0.61">0.6100 ± 0.0248</td>' in ms
+    # separated-128 P@1 over (0.60, 0.62, 0.61): mean 0.61, 95 % t-interval [0.5852, 0.6348]; the best of its
+    # column, and clearly so: contrastive's (0.50, 0.52) is 0.10 lower in both paired reproductions.
+    assert '<td class="best" data-sort="0.61">0.6100 [0.5852, 0.6348]</td>' in ms
     assert ">3/50<" in ms  # 3 trials done of MLRC's 50
     contrastive = _leaderboard_row(report, "cub200", "contrastive")
-    assert re.search(r'<td class="best" data-sort="0\.3[34]\d*">0\.3400 ± 0\.1271</td>', contrastive)  # R-Prec.
+    assert '<td data-sort="0.51">0.5100 [0.3829, 0.6371]</td>' in contrastive  # not tied: not marked
+    # R-Precision: contrastive (0.33, 0.35) against (0.30, 0.31) in the two paired reproductions: the best, and
+    # 2 pairs cannot tell multi_similarity apart from it (Holm p 0.09): both marked.
+    assert re.search(r'<td class="best" data-sort="0\.3[34]\d*">0\.3400 \[0\.2129, 0\.4671\]</td>', contrastive)
+    assert re.search(r'<td class="best" data-sort="0\.31\d*">0\.3100 \[', ms)
     assert ">1/50<" in contrastive
 
 
-def test_reference_columns_name_mlrc_and_its_figures(report):
-    ms = _leaderboard_row(report, "cub200", "multi_similarity")
+def test_reference_columns_name_mlrc_and_its_figures(report, tmp_path):
+    # MLRC's BN-Inception figures only beside rows of its own protocol: the quick cub200 rows have none.
+    assert "0.4364" not in _leaderboard_row(report, "cub200", "multi_similarity")
+    url = sqlite_url(tmp_path / "mlrc.db")
+    add_study(url, "cub200", "multi_similarity", [{"alpha": 1.0}], [0.3], {"mean_average_precision_at_r": [0.4, 0.41]},
+              protocol="mlrc")
+    out = tmp_path / "index.html"
+    assert main(["report", "--storage", url, "--out", str(out)]) == 0
+    mlrc = out.read_text(encoding="utf-8")
+    ms = _leaderboard_row(mlrc, "cub200", "multi_similarity")
     assert ">0.4364<" in ms  # MLRC's best validation MAP@R for multi_similarity on CUB200
     assert "alpha=0.01; beta=50.6; base=0.56" in ms
-    assert "A Metric Learning Reality Check" in report
+    assert "A Metric Learning Reality Check" in mlrc
     # synthetic is not an MLRC dataset: no reference columns in its table
     synthetic = re.search(r'data-dataset="synthetic">(.*?)</table>', report, re.S).group(1)
     assert "MLRC" not in synthetic
@@ -114,23 +127,28 @@ def test_markdown(database, capsys):
     assert main(["report", "--storage", database, "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "### cub200 (quick)" in out
-    assert ("| multi_similarity | 3/50 | **0.6100 ± 0.0248** | 0.3100 ± 0.0248 | **0.2100 ± 0.0248** | "
-            "**0.6200 ± 0.0248** | 0.3200 ± 0.0248 | **0.2200 ± 0.0248** | 0.4364 |") in out
-    assert "| &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; | 2/50 |" in out
-    for table in out.split("###")[1:]:
-        widths = {line.count("|") for line in table.splitlines() if line.startswith("|")}
-        assert widths == {10}
+    # n, mean [95 % interval], every loss tied with the best in bold; no MLRC column beside quick rows.
+    assert ("| multi_similarity | 3/50 | 3 | **0.6100 [0.5852, 0.6348]** | **0.3100 [0.2852, 0.3348]** | "
+            "**0.2100 [0.1852, 0.2348]** | **0.6200 [0.5952, 0.6448]** | **0.3200 [0.2952, 0.3448]** | "
+            "**0.2200 [0.1952, 0.2448]** | - | 1 |") in out
+    assert "| &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; | 2/50 | - |" in out
+    assert "| contrastive over multi_similarity | 0.0350 | 2 | 0.0903 | not resolved |" in out
+    for table in out.split("\n### ")[1:]:
+        widths = {line.count("|") for line in table.split("####")[0].splitlines() if line.startswith("|")}
+        assert widths == {12}
+    assert "nan" not in out and "None" not in out
 
 
 def test_latex_is_a_valid_tabular(database, capsys):
     assert main(["report", "--storage", database, "--format", "latex"]) == 0
     out = capsys.readouterr().out
-    assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 2
-    assert r"multi\_similarity & 3/50 & \textbf{0.6100 $\pm$ 0.0248}" in out
-    for line in out.splitlines():
+    # 2 leaderboards and 6 "which differences are real" tables (cub200's two losses, 2 modes x 3 metrics)
+    assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 8
+    assert r"multi\_similarity & 3/50 & 3 & \textbf{0.6100 [0.5852, 0.6348]}" in out
+    for line in out.split("which differences")[0].splitlines():
         if line.endswith(r"\\"):
-            # every row has as many cells as the column spec: 9 columns, 8 separators
-            assert line.count(" & ") == 8, line
+            # every row has as many cells as the column spec: 11 columns, 10 separators
+            assert line.count(" & ") == 10, line
     assert "_" not in out.replace(r"\_", "")
 
 
@@ -148,7 +166,8 @@ def test_csv_to_file(database, tmp_path):
     ms = board[board["loss"] == "multi_similarity"].iloc[0]
     assert ms["separated_128/precision_at_1/mean"] == pytest.approx(0.61)
     assert ms["separated_128/precision_at_1/n"] == 3
-    assert ms["mlrc_best_val_map_at_r"] == pytest.approx(0.4364)
+    assert ms["separated_128/precision_at_1/tied"] and ms["separated_128/mean_average_precision_at_r/rank_low"] == 1
+    assert pd.isna(ms["mlrc_best_val_map_at_r"])  # a quick-protocol row: MLRC's BN-Inception figure is not its own
 
 
 def test_empty_database_is_one_line_exit_2(tmp_path, capsys):
@@ -171,10 +190,10 @@ def test_budget_uses_the_study_total_when_recorded(tmp_path, capsys):
     from _report_helpers import add_study
 
     url = sqlite_url(tmp_path / "t.db")
-    name = add_study(url, "sop", "triplet", [{"margin": 0.1}, {"margin": 0.2}], [0.3, 0.4])
+    name = add_study(url, "sop", "triplet", [{"margin": 0.1}, {"margin": 0.2}], [0.3, 0.4], protocol="mlrc")
     optuna.load_study(study_name=name, storage=url).set_user_attr("total_trials", 8)
     assert main(["report", "--storage", url, "--format", "md"]) == 0
-    assert "| triplet | 2/8 | - | - | - | - | - | - | 0.3846 |" in capsys.readouterr().out
+    assert "| triplet | 2/8 | - | - | - | - | - | - | - | - | - | 0.3846 |" in capsys.readouterr().out
 
 
 def test_best_parameter_bounds_are_the_ranges_the_study_searched(tmp_path):

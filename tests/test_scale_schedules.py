@@ -142,7 +142,7 @@ def test_fold_without_proxies_records_no_diagnostics(tiny_env, tiny_data_root):
 
 def test_run_command_shows_the_scale_falling(tiny_env, tmp_path):
     result = run_benchmark(["run", "--loss", "proxy_anchor", "--dataset", "synthetic", *TINY_PROTOCOL,
-                            "--folds", "0", "--param", "scale_schedule=linear", "--param", "scale_end=4", "--json"],
+                            "--folds", "1", "--param", "scale_schedule=linear", "--param", "scale_end=4", "--json"],
                            tiny_env, tmp_path)
     assert result.returncode == 0, result.stderr
     curve = json.loads(result.stdout)["folds"][0]["curve"]

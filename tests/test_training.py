@@ -135,7 +135,7 @@ def test_run_command_prints_every_fold(tiny_env, capsys):
                  "--param", "alpha=3", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert [f["fold"] for f in out["folds"]] == [0, 1, 2, 3]
+    assert [f["fold"] for f in out["folds"]] == [1, 2, 3, 4]  # numbered as people count, like --folds
     assert out["params"]["alpha"] == 3.0
     assert out["mean_val_map_at_r"] == pytest.approx(np.mean([f["best"]["mean_average_precision_at_r"]
                                                               for f in out["folds"]]))

@@ -67,7 +67,10 @@ def test_tune_then_test_end_to_end(tiny_env, tmp_path):
     assert "separated_128" in test.stdout and "concatenated_512" in test.stdout
     url = f"sqlite:///{tmp_path}/results/benchmark.db"
     summary = summarize_test_results(url)
-    assert set(summary["mode"]) == {"separated_128", "concatenated_512"}
+    # Each reproduction keeps its untrained baseline: the same fold models before training, on the test set.
+    assert set(summary["mode"]) == {"separated_128", "concatenated_512", "untrained_separated_128",
+                                    "untrained_concatenated_512"}
+    assert "untrained MAP@R" in test.stdout
     rows = summary[summary["metric"] == "mean_average_precision_at_r"]
     assert (rows["n"] == 2).all()
     assert all(r.ci_low <= r.mean <= r.ci_high and math.isfinite(r.ci_low) for r in rows.itertuples())

@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         _configure_logging(args)
-        return int(args.func(args) or 0)
+        from benchmark.training.progress import bars
+
+        # Bars for people at a terminal; plain log lines for logs, CI and --quiet.
+        with bars(sys.stderr.isatty() and not args.quiet):
+            return int(args.func(args) or 0)
     except UserError as error:
         print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2

@@ -149,16 +149,17 @@ def experiment_from_args(args):
 
 
 def parse_folds(text: str | None, num_folds: int) -> list[int] | None:
+    """``--folds 1,3`` (folds numbered 1..N, as people count) -> internal indices ``[0, 2]``."""
     if text is None:
         return None
     try:
         folds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"--folds {text!r} is not a comma-separated list of fold indices") from None
-    bad = [f for f in folds if not 0 <= f < num_folds]
+        raise UserError(f"--folds {text!r} is not a comma-separated list of fold numbers") from None
+    bad = [f for f in folds if not 1 <= f <= num_folds]
     if bad or not folds:
-        raise UserError(f"--folds {text!r}: expected indices in 0..{num_folds - 1}")
-    return folds
+        raise UserError(f"--folds {text!r}: expected fold numbers in 1..{num_folds}")
+    return [f - 1 for f in folds]
 
 
 STUDY_PREFIX_ENV = "BENCHMARK_STUDY_PREFIX"

@@ -28,9 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--format", default="html", choices=FORMATS, help="output format (default: html)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output file (default: {DEFAULT_HTML} for html, stdout for the others)")
-    parser.add_argument("--perf", type=Path, default=None,
-                        help=f"`benchmark perf` results shown in a Performance section (default: {DEFAULT_PERF} "
-                        "where it exists)")
+    parser.add_argument("--perf", type=Path, nargs="?", const=DEFAULT_PERF, default=None, metavar="FILE",
+                        help="add a Performance section from `benchmark perf` results (FILE, default "
+                        f"{DEFAULT_PERF}); off without the flag: it is about this tool, not the losses")
     parser.set_defaults(func=_report)
 
 
@@ -42,8 +42,7 @@ def _report(args) -> int:
     from benchmark.report.perf import load_perf
     from benchmark.redaction import redact, redact_url
 
-    perf_path = args.perf or (DEFAULT_PERF if DEFAULT_PERF.exists() else None)
-    perf = load_perf(perf_path) if perf_path and args.format == "html" else None
+    perf = load_perf(args.perf) if args.perf is not None and args.format == "html" else None
     storage, results = _common.storage_urls(args)
     _common.require_existing_storage(storage)
     _common.require_existing_storage(results)
@@ -58,7 +57,11 @@ def _report(args) -> int:
     if board.empty:
         raise UserError(f"no tune or test results in {redact_url(results)} to tabulate; sweeps are shown in the HTML "
                         "report only")
-    text = redact({"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](board))
+    from benchmark.report.collect import differences
+
+    diffs = differences(data)
+    text = redact(to_csv(board) if args.format == "csv"
+                  else {"md": to_markdown, "latex": to_latex}[args.format](board, diffs))
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     )
     _common.add_experiment_args(parser)
     parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyperparameter (repeatable)")
-    parser.add_argument("--folds", default=None, help="comma-separated fold indices (default: all)")
+    parser.add_argument("--folds", default=None, help="comma-separated fold numbers, 1-4 (default: all)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=_run)
 
@@ -37,7 +37,7 @@ def _run(args) -> int:
                 "loss": args.loss, "dataset": args.dataset, "protocol": experiment.label, "params": params,
                 "seed": args.seed, "split_hash": experiment.splits.hash,
                 "folds": [
-                    {"fold": r.fold, "status": r.status, "best_epoch": r.best_epoch,
+                    {"fold": r.fold + 1, "status": r.status, "best_epoch": r.best_epoch,
                      "epochs_trained": r.epochs_trained, "untrained": r.untrained_metrics, "best": r.best_metrics,
                      "curve": r.curve, "proxy_diagnostics": r.proxy_diagnostics}
                     for r in results
@@ -47,17 +47,26 @@ def _run(args) -> int:
             indent=2,
         ))
         return 0
-    print(f"{args.loss} on {args.dataset} ({experiment.label}), params {params}")
+    from benchmark.search_space import format_params
+
+    print(f"{args.loss} on {args.dataset} ({experiment.label}), params {format_params(params)}")
     print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {'untrained MAP@R':>15}  {'MAP@R':>7}  "
           f"{'R-Prec':>7}  {'P@1':>7}")
     for r in results:
         b = r.best_metrics
-        print(f"{r.fold:>4}  {r.status:<15} {r.epochs_trained:>6} {r.best_epoch:>4}  "
+        print(f"{r.fold + 1:>4}  {r.status:<15} {r.epochs_trained:>6} {r.best_epoch:>4}  "
               f"{r.untrained_metrics['mean_average_precision_at_r']:>15.4f}  {b['mean_average_precision_at_r']:>7.4f}  "
               f"{b['r_precision']:>7.4f}  {b['precision_at_1']:>7.4f}")
     if params.get("scale_schedule", "constant") != "constant":
         print(f"softmax scale by epoch ({params['scale_schedule']} schedule):")
         for r in results:
-            print(f"{r.fold:>4}  " + " ".join(f"{row['scale']:.3g}" for row in r.curve))
-    print(f"mean validation MAP@R: {mean_validation_map_at_r(results):.4f}")
+            print(f"{r.fold + 1:>4}  " + " ".join(f"{row['scale']:.3g}" for row in r.curve))
+    from benchmark.results import learned
+
+    best = [r.best_metrics["mean_average_precision_at_r"] for r in results]
+    untrained = [r.untrained_metrics["mean_average_precision_at_r"] for r in results]
+    verdict = "" if learned(best, untrained) else (
+        "  DID NOT LEARN: the folds' 95 % interval is not above the untrained model")
+    print(f"mean validation MAP@R: {mean_validation_map_at_r(results):.4f} (untrained "
+          f"{sum(untrained) / len(untrained):.4f}, {sum(best) / max(sum(untrained), 1e-12):.1f}x){verdict}")
     return 0

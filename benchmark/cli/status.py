@@ -28,12 +28,16 @@ def _status(args) -> int:
         print("no studies yet; start one with `benchmark tune --loss NAME --dataset NAME`")
         return 0
     print(f"{'study':<40} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best val MAP@R':>14} "
-          f"{'test reps':>9} {'kept models':>11}")
+          f"{'test reps':>9} {'kept models':>11}  learned?")
     for r in rows:
         best = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
+        verdict = {True: "yes", False: "DID NOT LEARN", None: "-"}[r["best_learned"]]
         print(f"{r['study']:<40} {r['complete']:>8} {r['pruned']:>6} {r['failed']:>6} {r['running']:>7} "
-              f"{best:>14} {r['test_reproductions']:>9} {_size(r['kept_model_bytes']):>11}")
+              f"{best:>14} {r['test_reproductions']:>9} {_size(r['kept_model_bytes']):>11}  {verdict}")
     _kept_total(results)
+    if any(r["best_learned"] is False for r in rows):
+        print("DID NOT LEARN: the best trial's 95 % interval over the folds is not above its untrained models' "
+              "validation MAP@R")
     return 0
 
 

@@ -42,13 +42,26 @@ def _test(args) -> int:
                        keep_models=args.keep_models, models_location=args.models)
     shown = f" {fixed}" if fixed else ""
     print(f"{args.loss}{shown} on {args.dataset} ({experiment.label}): test classes, mean [95% CI]")
+    from benchmark.results import learned, load_test_results
+    from benchmark.tuning.test_phase import UNTRAINED_PREFIX
+
+    values = load_test_results(results)
+    values = values[(values["study_name"] == summary["study_name"].iloc[0])
+                    & (values["metric"] == "mean_average_precision_at_r")]
     for mode in MODES:
         rows = summary[summary["mode"] == mode].set_index("metric")
         cells = []
         for metric in METRICS.values():
             row = rows.loc[metric.key]
-            cells.append(f"{metric.label} {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
-        print(f"  {mode:<17} n={int(rows['n'].iloc[0])}  " + "  ".join(cells))
+            interval = (f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]" if row["n"] > 1
+                        else "[no interval from 1 reproduction]")
+            cells.append(f"{metric.label} {row['mean']:.4f} {interval}")
+        trained = values[values["mode"] == mode]["value"]
+        untrained = values[values["mode"] == UNTRAINED_PREFIX + mode]["value"]
+        verdict = "" if untrained.empty else (
+            f"  untrained MAP@R {untrained.mean():.4f}"
+            + ("" if learned(trained, untrained) else "  DID NOT LEARN (MAP@R interval not above untrained)"))
+        print(f"  {mode:<17} n={int(rows['n'].iloc[0])}  " + "  ".join(cells) + verdict)
     for fold in experiment.scale_record(summary.attrs.get("params", {})).get("adacos", []):
         print(f"  fold {fold['fold']}: {fold['schedule']} with C = {fold['classes']} training classes, "
               f"s = sqrt(2) ln(C - 1) = {fold['scale']:.3f}{' at the start' if fold['schedule'] == 'adacos_dynamic' else ''}")

@@ -119,7 +119,7 @@ def storage_values(results_url: str) -> dict[str, Value]:
     summary = summarize_test_results(results_url)
     values = {}
     for r in summary.itertuples(index=False):
-        if r.n == 0 or not math.isfinite(r.mean):
+        if r.n == 0 or not math.isfinite(r.mean) or r.mode.startswith("untrained_"):  # the untrained models'
             continue
         low = r.ci_low if math.isfinite(r.ci_low) else None
         high = r.ci_high if math.isfinite(r.ci_high) else None

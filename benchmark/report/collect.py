@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
@@ -23,11 +24,13 @@ from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.redaction import redact_url
 from benchmark.report.compute import run_costs, study_cost
 from benchmark.results import (
+    learned,
     load_compute,
     load_epoch_curves,
     load_proxy_diagnostics,
     load_retrieval_examples,
     load_runs,
+    load_test_results,
     summarize_test_results,
 )
 from benchmark.tuning.storage import open_storage
@@ -90,6 +93,7 @@ class ReportData:
     examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_retrieval_examples
     # MLRC's published test results, {(dataset, loss): {"<mode>/<metric>": fraction}}; shown beside `mlrc` rows only.
     published: dict = field(default_factory=lambda: load_published())
+    test_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_test_results: one row per reproduction
 
     @property
     def empty(self) -> bool:
@@ -112,7 +116,8 @@ def collect(storage_url: str, results_url: str, prefix: str = "") -> ReportData:
     # Only the redacted URLs reach the report.
     return ReportData(redact_url(storage_url), redact_url(results_url), studies, summary, runs, curves, mapr, hparams, sweeps,
                       mine(load_proxy_diagnostics(results_url)), mine(load_compute(results_url)),
-                      mine(load_retrieval_examples(results_url)))
+                      mine(load_retrieval_examples(results_url)),
+                      mine(load_test_results(results_url)))
 
 
 def _studies(storage_url: str) -> list[StudyData]:
@@ -217,12 +222,15 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
             for key, value in values.items():
                 row[f"{key}/mean"] = value
     costs = run_costs(data.compute)
-    for (dataset, _protocol, label), row in rows.items():
+    for (dataset, protocol, label), row in rows.items():
         row.update(study_cost(costs, row["study"], row["test_study"]))
         loss = label.split(" ")[0]
-        row["mlrc_best_val_map_at_r"] = data.reference_mapr.get((loss, dataset))
-        optimum = data.reference_hparams.get((loss, dataset))
+        # MLRC's figures come from BN-Inception under its protocol: beside any other protocol they mislead.
+        mlrc = protocol.split("+")[0] == "mlrc"
+        row["mlrc_best_val_map_at_r"] = data.reference_mapr.get((loss, dataset)) if mlrc else None
+        optimum = data.reference_hparams.get((loss, dataset)) if mlrc else None
         row["mlrc_optimal_hparams"] = None if optimum is None else "; ".join(f"{k}={v:g}" for k, v in optimum.items())
+    _add_significance(rows, data.test_values)
     frame = pd.DataFrame([rows[key] for key in sorted(rows)])
     return frame
 
@@ -238,6 +246,60 @@ def adacos_summary(runs: pd.DataFrame, study_name: str) -> str | None:
     return ", ".join(f"C={c} s={scale:.3f}" for c, scale in pairs) or None
 
 
+def _add_significance(rows: dict[tuple, dict], tests: pd.DataFrame) -> None:
+    """Per (dataset, protocol) table and column: the untrained models' mean, whether the loss learned (its interval
+    above that), whether it is statistically tied with the best, and its bootstrap rank interval."""
+    from benchmark.report.significance import standings
+
+    values, untrained = _per_reproduction(tests)
+    for (dataset, protocol, mode, metric), by_loss in values.items():
+        eligible = set()
+        for label, reps in by_loss.items():
+            base = untrained.get((dataset, protocol, label, mode, metric), [])
+            row = rows[(dataset, protocol, label)]
+            row[f"{mode}/{metric}/untrained"] = float(np.mean(base)) if base else math.nan
+            # Without an untrained value (results of older versions) nothing says it did not learn.
+            row[f"{mode}/{metric}/learned"] = learned(reps.values(), base) if base else True
+            if row[f"{mode}/{metric}/learned"]:
+                eligible.add(label)
+        for label, standing in standings(by_loss, eligible).items():
+            row = rows[(dataset, protocol, label)]
+            row[f"{mode}/{metric}/tied"] = standing.tied_with_best
+            row[f"{mode}/{metric}/p_vs_best"] = standing.pvalue
+            row[f"{mode}/{metric}/rank_low"] = standing.rank_low
+            row[f"{mode}/{metric}/rank_high"] = standing.rank_high
+
+
+def differences(data: ReportData) -> list[tuple[str, str, str, str, list]]:
+    """(dataset, protocol, mode, metric, [significance.Difference]) for every table with at least two losses."""
+    from benchmark.report.significance import pairwise
+
+    values, _ = _per_reproduction(data.test_values)
+    return [(*key, pairwise(by_loss)) for key, by_loss in sorted(values.items()) if len(by_loss) > 1]
+
+
+def _per_reproduction(tests: pd.DataFrame) -> tuple[dict, dict]:
+    """``{(dataset, protocol, mode, metric): {label: {reproduction: value}}}`` and the untrained models' values
+    ``{(dataset, protocol, label, mode, metric): [value, ...]}``; labels as the leaderboard's loss column."""
+    from benchmark.tuning.test_phase import UNTRAINED_PREFIX
+
+    values: dict[tuple, dict] = {}
+    untrained: dict[tuple, list] = {}  # (dataset, protocol, label, mode, metric) -> values
+    for r in tests.itertuples(index=False):
+        if r.value is None or not math.isfinite(r.value):
+            continue
+        label = f"{r.loss} {configuration(r.study_name)}".rstrip()
+        mode = r.mode.removeprefix(UNTRAINED_PREFIX)
+        if mode not in MODES or r.metric not in METRICS:
+            continue
+        if r.mode.startswith(UNTRAINED_PREFIX):
+            untrained.setdefault((r.dataset, r.protocol, label, mode, r.metric), []).append(r.value)
+        else:
+            values.setdefault((r.dataset, r.protocol, mode, r.metric), {}).setdefault(label, {})[
+                int(r.reproduction)] = r.value
+    return values, untrained
+
+
 def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
     row = {"dataset": dataset, "protocol": protocol, "loss": loss, "study": None, "test_study": None,
            "trials_finished": None, "trials_total": None, "best_val_map_at_r": None, "sampler": None,
@@ -245,7 +307,10 @@ def _empty_row(dataset: str, protocol: str, loss: str) -> dict:
     for mode in MODES:
         for metric in METRICS:
             row.update({f"{mode}/{metric}/mean": math.nan, f"{mode}/{metric}/ci_low": math.nan,
-                        f"{mode}/{metric}/ci_high": math.nan, f"{mode}/{metric}/n": 0})
+                        f"{mode}/{metric}/ci_high": math.nan, f"{mode}/{metric}/n": 0,
+                        f"{mode}/{metric}/untrained": math.nan, f"{mode}/{metric}/learned": None,
+                        f"{mode}/{metric}/tied": False, f"{mode}/{metric}/p_vs_best": math.nan,
+                        f"{mode}/{metric}/rank_low": None, f"{mode}/{metric}/rank_high": None})
     return row
 
 

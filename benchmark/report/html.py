@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
 from benchmark.config import label_not_comparable
-from benchmark.evaluation.registry import OBJECTIVE
+from benchmark.evaluation.registry import MODES, OBJECTIVE, metric_label
 from benchmark.report.collect import (
     NONFINITE_SCORE,
     PUBLISHED_PROTOCOL,
@@ -39,23 +39,18 @@ from benchmark.report.retrieval import retrieval_section
 from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
 from benchmark.report.sweeps import sweeps_section
-from benchmark.report.tables import (
-    NOT_COMPARABLE_NOTE,
-    best_rows,
-    budget,
-    cell,
-    columns,
-    groups,
-    header_labels,
-    loss_text,
-    reference,
-)
+from benchmark.report.collect import differences
+from benchmark.report.tables import (DIFFERENCE_HEAD, LEGEND, NOT_COMPARABLE_NOTE, best_rows, budget, columns,
+                                     difference_rows, groups, head_labels, loss_text, reference, row_cells)
 
 logger = logging.getLogger(__name__)
 
 # A parameter whose optimum lies within this fraction of its search range from a bound (log scale for log
 # parameters): the search may have wanted to go further.
 BOUND_FRACTION = 0.01
+MIN_TRIALS_FOR_IMPORTANCE = 10
+# One colour per fold, the same in every panel (plotly's default sequence, folds 1-4 and beyond).
+_FOLD_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -66,10 +61,14 @@ td:first-child,th:first-child{text-align:left}
 table.sortable th{cursor:pointer}
 td.best{font-weight:bold;background:#e6f4e6}
 tr.published td{font-style:italic;color:#555}
+td.unlearned{color:#999}
 .note{color:#666;font-size:.9em}
 .bound{color:#b00;font-weight:bold}
 section.loss{border-top:2px solid #ddd;margin-top:2em}
 .plot{width:100%;max-width:1000px;height:420px}
+table.environment{table-layout:fixed;width:100%}
+table.environment td{text-align:left;overflow-wrap:anywhere;word-break:break-word;vertical-align:top}
+abbr{text-decoration:underline dotted;cursor:help}
 """
 
 # Click a header to sort by it (numbers by their data-sort value); a second click reverses.
@@ -105,11 +104,11 @@ def render(data: ReportData, perf: dict | None = None) -> str:
         f"<script>{plotly.offline.get_plotlyjs()}</script>",
         "</head><body>",
         "<h1>Deep-metric-learning benchmark</h1>",
-        f'<p class="note">Storage {escape(data.storage)}; results {escape(data.results)}. Test metrics: mean ± '
-        "half-width of the 95 % t-interval over reproductions; best per column in bold. Click a column header to "
-        "sort.</p>",
+        f'<p class="note">Storage {escape(data.storage)}; results {escape(data.results)}. {escape(LEGEND)} '
+        "Click a column header to sort.</p>",
         "<h2>Leaderboard</h2>",
         _leaderboards(board),
+        _differences(differences(data)),
         retrieval_section(board, data.examples),
         compute_section(board, run_costs(data.compute), figures.embed),
         comparisons_section(data.summary, figures.embed),
@@ -132,28 +131,32 @@ def _leaderboards(board: pd.DataFrame) -> str:
         return "<p>No studies or test results yet.</p>"
     out = []
     for dataset, protocol, rows in groups(board):
-        with_reference = dataset in REFERENCE_DATASETS
+        with_reference = dataset in REFERENCE_DATASETS and protocol.split("+")[0] == "mlrc"
         out.append(f"<h3>{escape(dataset)} ({escape(protocol)})</h3>")
         if label_not_comparable(protocol):
             out.append(f'<p class="note">{escape(NOT_COMPARABLE_NOTE)}</p>')
-        head = ["loss", "trials done / total", "compute (wall)", *header_labels(), "best val MAP@R (ours)"]
+        head = [*head_labels()[:3], "compute (wall)", *head_labels()[3:], "best val MAP@R (ours)"]
         if with_reference:
             head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
         out.append(f'<table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
         best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
-            cells = [_td(loss_text(row), row["loss"]), _td(budget(row), row["trials_finished"]),
+            texts = row_cells(row)
+            cells = [_td(loss_text(row), row["loss"]), _td(texts[0], row["trials_finished"]), _td(texts[1], texts[1]),
                      _td(duration(row["compute_seconds"]) if row["compute_seconds"] else "-", row["compute_seconds"])]
-            for c in columns():
-                mean, half = cell(row, *c)
-                text = mean + (f" ± {half}" if half else "")
-                cells.append(_td(text, row[f"{c[0]}/{c[1]}/mean"], "best" if i in best[c] else None))
+            for k, c in enumerate(columns()):
+                css = " ".join(x for x in ("best" if i in best[c] else "",
+                                           "unlearned" if row.get(f"{c[0]}/{c[1]}/learned") is False else "") if x)
+                cells.append(_td(texts[2 + k], row[f"{c[0]}/{c[1]}/mean"], css or None))
+            cells.append(_td(texts[-2], row.get("separated_128/mean_average_precision_at_r/untrained")))
+            cells.append(_td(texts[-1], row.get("separated_128/mean_average_precision_at_r/rank_low")))
             ours = row["best_val_map_at_r"]
             cells.append(_td("-" if _missing(ours) else f"{float(ours):.4f}", ours))
             if with_reference:
+                optimum = row["mlrc_optimal_hparams"]
                 cells.append(_td(reference(row), row["mlrc_best_val_map_at_r"]))
-                cells.append(_td(row["mlrc_optimal_hparams"] or "-", row["mlrc_optimal_hparams"] or ""))
+                cells.append(_td("-" if _missing(optimum) else optimum, "" if _missing(optimum) else optimum))
             published = ' class="published"' if row.get("published") else ""
             out.append(f'<tr data-loss="{escape(str(row["loss"]))}"{published}>' + "".join(cells) + "</tr>")
         out.append("</tbody></table>")
@@ -162,6 +165,23 @@ def _leaderboards(board: pd.DataFrame) -> str:
         if with_reference:
             out.append(f'<p class="note">MLRC columns: {escape(REFERENCE_SOURCE)}. Validation, not test, '
                        "figures: compare them with our best validation MAP@R.</p>")
+    return "\n".join(out)
+
+
+def _differences(diffs) -> str:
+    """One "which differences are real" table per dataset, protocol, mode and metric."""
+    if not diffs:
+        return ""
+    out = ["<h2>Which differences are real</h2>",
+           '<p class="note">Every pair of losses: the mean of the paired differences over reproductions with the '
+           "same seeds, the paired t-test's p Holm-adjusted over the table's pairs; \"real\" at p &lt; 0.05.</p>"]
+    for dataset, protocol, mode, metric, rows in diffs:
+        out.append(f"<h3>{escape(dataset)} ({escape(protocol)}): {escape(MODES[mode])} "
+                   f"{escape(metric_label(metric))}</h3>")
+        out.append('<table class="differences"><thead><tr>' + "".join(f"<th>{escape(h)}</th>"
+                                                                     for h in DIFFERENCE_HEAD) + "</tr></thead><tbody>")
+        out += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in difference_rows(rows)]
+        out.append("</tbody></table>")
     return "\n".join(out)
 
 
@@ -213,10 +233,16 @@ def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
     if not complete:
         out.append("<p>No completed trial yet: no optimisation history, importances or best parameters.</p>")
     else:
-        out.append(figures.embed(optuna.visualization.plot_optimization_history(s.study),
-                                 f"Optimisation history: {s.name}"))
+        history = optuna.visualization.plot_optimization_history(s.study, target_name="validation MAP@R")
+        # Optuna numbers trials from 0; people count from 1.
+        for trace in history.data:
+            if trace.x is not None:
+                trace.x = [x + 1 for x in trace.x]
+        history.update_xaxes(title_text="trial", tickformat="d", dtick=max(1, len(complete) // 10))
+        out.append(figures.embed(history, f"Optimisation history: {s.name}"))
         out.append(_importances(s, len(complete), figures))
-        out.append(figures.embed(optuna.visualization.plot_slice(s.study), f"Slice plot: {s.name}"))
+        out.append(figures.embed(optuna.visualization.plot_slice(s.study, target_name="validation MAP@R"),
+                                 f"Slice plot: {s.name}"))
         out.append(_best_params(s))
     out.append(_curves(s, data, figures))
     out.append('<p class="note">Retrieval examples (query thumbnails with their nearest neighbours) are not '
@@ -229,9 +255,9 @@ def _importances(s: StudyData, n_complete: int, figures: _Figures) -> str:
     # PED-ANOVA needs no scikit-learn (fANOVA does, and the project does not depend on it) and is deterministic.
     evaluator = PedAnovaImportanceEvaluator()
     name = type(evaluator).__name__
-    if n_complete < 2:
-        return (f"<p>Hyperparameter importances ({escape(name)}) need at least 2 completed trials; this study has "
-                f"{n_complete}.</p>")
+    if n_complete < MIN_TRIALS_FOR_IMPORTANCE:
+        return (f"<p>Hyperparameter importances ({escape(name)}) are shown from {MIN_TRIALS_FOR_IMPORTANCE} completed "
+                f"trials on: with {n_complete}, the importances would describe noise between a few points.</p>")
     varied = {p for t in s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for p in t.params}
     if not varied:
         return "<p>Hyperparameter importances: the study searches no parameter.</p>"
@@ -289,27 +315,40 @@ def _curves(s: StudyData, data: ReportData, figures: _Figures) -> str:
     chosen, what = pd.DataFrame(), ""
     if not curves.empty and best_number is not None:
         chosen = curves[(curves["kind"] == "trial") & (curves["trial_number"] == best_number)]
-        what = f"best trial {best_number}"
+        what = f"best trial {best_number + 1}"
     if chosen.empty and not curves.empty:
         tests = curves[curves["kind"] == "test"]
         if not tests.empty:
             first = tests["reproduction"].min()
-            chosen, what = tests[tests["reproduction"] == first], f"test reproduction {first}"
+            chosen, what = tests[tests["reproduction"] == first], f"test reproduction {int(first) + 1}"
     if chosen.empty:
         return "<p>No training curves stored for this study.</p>"
     chosen = chosen[chosen["run_id"] == chosen["run_id"].max()]  # a retried trial: its last run
     figure = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation MAP@R"))
     for fold, rows in chosen.groupby("fold"):
-        figure.add_trace(go.Scatter(x=rows["epoch"], y=rows["train_loss"], mode="lines+markers",
-                                    name=f"fold {fold}", legendgroup=str(fold)), row=1, col=1)
+        # One legend entry per fold (1-based, as people count), one colour for it in both panels.
+        style = {"name": f"fold {int(fold) + 1}", "legendgroup": str(fold),
+                 "line": {"color": _FOLD_COLOURS[int(fold) % len(_FOLD_COLOURS)]}}
+        trained = rows[rows["train_loss"].notna()]
+        figure.add_trace(go.Scatter(x=trained["epoch"], y=trained["train_loss"], mode="lines+markers", **style),
+                         row=1, col=1)
         validated = rows[rows[f"val_{OBJECTIVE}"].notna()]
         figure.add_trace(go.Scatter(x=validated["epoch"], y=validated[f"val_{OBJECTIVE}"], mode="lines+markers",
-                                    name=f"fold {fold}", legendgroup=str(fold), showlegend=False), row=1, col=2)
-    figure.update_xaxes(title_text="epoch")
+                                    showlegend=False, **style), row=1, col=2)
+    figure.update_xaxes(title_text="epoch", tickformat="d")
+    figure.update_yaxes(title_text="training loss", row=1, col=1)
+    figure.update_yaxes(title_text="validation MAP@R", row=1, col=2)
     return figures.embed(figure, f"Training curves per fold ({what}): {s.name}")
 
 
 # ---- environment ------------------------------------------------------------------------------------------------
+
+
+def _short(text: str, keep: int = 10) -> str:
+    """Long hashes shortened to ``keep`` characters, the full value on hover."""
+    parts = [p.strip() for p in text.split(" | ")]
+    return " | ".join(f'<abbr title="{escape(p)}">{escape(p[:keep])}…</abbr>' if len(p) > keep + 2 else escape(p)
+                     for p in parts)
 
 
 def _environment(data: ReportData) -> str:
@@ -328,8 +367,8 @@ def _environment(data: ReportData) -> str:
             packages = _distinct(", ".join(f"{k} {v}" for k, v in sorted((p.get("packages") or {}).items()))
                                  for p in provenance)
             hashes = _distinct(str(h) for h in rows["split_hash"])
-            out.append(f"<tr><td>{escape(str(name))}</td><td>{len(rows)}</td><td>{escape(hashes)}</td>"
-                       f"<td>{escape(commits)}</td><td>{escape(devices)}</td><td>{escape(pythons)}</td>"
+            out.append(f"<tr><td>{escape(str(name))}</td><td>{len(rows)}</td><td>{_short(hashes)}</td>"
+                       f"<td>{_short(commits)}</td><td>{escape(devices)}</td><td>{escape(pythons)}</td>"
                        f"<td>{escape(packages)}</td></tr>")
         out.append("</tbody></table>")
     for s in data.studies:

@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "load_compute": "api", "load_epoch_curves": "api", "load_fold_results": "api", "load_kept_models": "api",
     "load_proxy_diagnostics": "api", "load_retrieval_examples": "api", "load_runs": "api",
-    "load_test_results": "api", "mean_and_ci": "api", "summarize_test_results": "api",
+    "load_test_results": "api", "mean_and_ci": "api", "learned": "api", "summarize_test_results": "api",
     "collect_provenance": "provenance", "redact_url": "benchmark.redaction",
     "DEFAULT_STORAGE": "store", "ResultsStore": "store",
 }

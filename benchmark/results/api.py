@@ -68,6 +68,14 @@ def mean_and_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[floa
     return mean, float(low), float(high)
 
 
+def learned(values: Iterable[float], untrained: Iterable[float]) -> bool:
+    """Did training help? True only when the 95 % t-interval of ``values`` lies entirely above the mean of
+    ``untrained`` (the same models before training); with fewer than 2 values nothing is clearly above."""
+    _, low, _ = mean_and_ci(values)
+    base = [v for v in untrained if v is not None and math.isfinite(v)]
+    return bool(base) and math.isfinite(low) and low > float(np.mean(base))
+
+
 def load_runs(storage: str) -> pd.DataFrame:
     """One row per run (trial, run or test reproduction)."""
     return _load(storage, select(Run).order_by(Run.id))

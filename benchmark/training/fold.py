@@ -31,6 +31,7 @@ from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
 from benchmark.models.precision import autocast, grad_scaler
+from benchmark.training.progress import Bar
 from benchmark.training.scale_schedules import build_schedule
 from benchmark.training.seeding import seed_everything
 
@@ -196,6 +197,11 @@ class FoldTrainer:
         embeddings, labels = compute_embeddings(model, loader, self.device, self.protocol.precision)
         return retrieval_metrics(embeddings, labels, recall_at=())
 
+    def untrained_state(self, seed: int) -> dict:
+        """The model ``train(data, seed)`` starts from (seeded the same way, built first), before any step."""
+        seed_everything(seed)
+        return {"model": _cpu_copy(self.build_model().state_dict())}
+
     # -- the fold --------------------------------------------------------------------------------------------
     def train(self, data: FoldData, seed: int) -> FoldResult:
         """Normal training with early stopping, then the scale schedule's additional phase if it has one."""
@@ -222,7 +228,7 @@ class FoldTrainer:
             metrics = None
             if loss is not None and not math.isfinite(loss):
                 run.status = "nonfinite_loss"
-                logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold, loss, epoch)
+                logger.warning("fold %d: loss became %s at epoch %d; the fold ends here", data.fold + 1, loss, epoch)
             elif validate:
                 metrics = self.validate(forward, val_loader)
                 run.consider(epoch, metrics, lambda: _snapshot(model, bundle))
@@ -239,18 +245,22 @@ class FoldTrainer:
 
         epoch_done(0, None, bundle.get_scale() if bundle.scale_name else None, validate=True)
         epoch = 0
+        bar = Bar("epochs", p.max_epochs, f"fold {data.fold + 1} epochs")
         for epoch in range(1, p.max_epochs + 1):
             loss, scale = train_epoch()
             validated = epoch % p.save_interval == 0
-            if not epoch_done(epoch, loss, scale, validate=validated):
+            ok = epoch_done(epoch, loss, scale, validate=validated)
+            bar.update(loss=f"{loss:.4g}", best_val_mapr=f"{run.best_metrics['mean_average_precision_at_r']:.4f}")
+            if not ok:
                 break
             schedule.end_epoch(bundle)
             if validated and plateaued(epoch, run.checkpoint_epoch, p.patience):
                 break
+        bar.close()
         normal_epochs = epoch
         extra = schedule.extra_epochs(normal_epochs) if run.status == "ok" else 0
         if extra:
-            logger.info("fold %d: %d more epochs moving the scale to its end value", data.fold, extra)
+            logger.info("fold %d: %d more epochs moving the scale to its end value", data.fold + 1, extra)
         for step in range(1, extra + 1):
             bundle.set_scale(schedule.extra_scale(step, extra))
             epoch = normal_epochs + step
@@ -304,11 +314,11 @@ class FoldTrainer:
         if row[f"val_{OBJECTIVE}"] is not None:
             logger.info(
                 "fold %d epoch %d: loss %s, val MAP@R %.4f (best %.4f at epoch %d)",
-                fold, row["epoch"], "-" if row["loss"] is None else f"{row['loss']:.4f}",
+                fold + 1, row["epoch"], "-" if row["loss"] is None else f"{row['loss']:.4f}",
                 row[f"val_{OBJECTIVE}"], best[OBJECTIVE], best_epoch,
             )
         else:
-            logger.debug("fold %d epoch %d: loss %.4f", fold, row["epoch"], row["loss"])
+            logger.debug("fold %d epoch %d: loss %.4f", fold + 1, row["epoch"], row["loss"])
         if self.on_epoch is not None:
             self.on_epoch(fold, row)
 

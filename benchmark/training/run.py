@@ -11,6 +11,7 @@ import numpy as np
 from benchmark.data.splits import Splits
 from benchmark.evaluation.registry import OBJECTIVE
 from benchmark.training.fold import FoldResult, FoldTrainer, fold_data
+from benchmark.training.progress import Bar
 from benchmark.training.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,14 @@ def run_folds(
     """
     folds = list(range(len(data.splits.folds)) if folds is None else folds)
     results = []
-    for position, fold in enumerate(folds, start=1):
-        logger.info("fold %d (%d/%d)", fold, position, len(folds))
-        result = trainer.train(fold_data(data.paths, data.labels, data.splits, fold), derive_seed(seed, fold))
-        results.append(result)
-        if on_fold_done is not None:
-            on_fold_done(result)
+    with Bar("folds", len(folds), "folds") as bar:
+        for position, fold in enumerate(folds, start=1):
+            logger.info("fold %d (%d of %d this run)", fold + 1, position, len(folds))
+            result = trainer.train(fold_data(data.paths, data.labels, data.splits, fold), derive_seed(seed, fold))
+            results.append(result)
+            bar.update(val_mapr=f"{result.best_metrics['mean_average_precision_at_r']:.4f}")
+            if on_fold_done is not None:
+                on_fold_done(result)
     return results
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.results import load_kept_models, load_runs
+from benchmark.evaluation.registry import OBJECTIVE, canonical_metrics
+from benchmark.results import learned, load_kept_models, load_runs
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.namespace import in_namespace
 
@@ -25,7 +26,9 @@ def study_statuses(storage_url: str, results_url: str, prefix: str = "") -> list
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         states = [t.state for t in study.get_trials(deepcopy=False)]
-        complete = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = [t.value for t in finished]
+        best = max(finished, key=lambda t: t.value) if finished else None
         rows.append({
             "study": summary.study_name,
             "complete": states.count(TrialState.COMPLETE),
@@ -33,7 +36,17 @@ def study_statuses(storage_url: str, results_url: str, prefix: str = "") -> list
             "failed": states.count(TrialState.FAIL),
             "running": states.count(TrialState.RUNNING) + states.count(TrialState.WAITING),
             "best_value": max(complete) if complete else None,
+            "best_learned": None if best is None else trial_learned(best),
             "test_reproductions": int(reproductions.get(summary.study_name, 0)),
             "kept_model_bytes": int(kept.get(summary.study_name, 0)),
         })
     return sorted(rows, key=lambda r: r["study"])
+
+
+def trial_learned(trial) -> bool | None:
+    """Whether a trial's fold interval lies above its untrained models (None: trials of older versions did not
+    keep the untrained value)."""
+    folds = [canonical_metrics(f) for f in trial.user_attrs.get("folds", {}).values()]
+    if not folds or any("untrained_" + OBJECTIVE not in f for f in folds):
+        return None
+    return learned([f[OBJECTIVE] for f in folds], [f["untrained_" + OBJECTIVE] for f in folds])

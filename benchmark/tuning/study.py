@@ -32,9 +32,11 @@ from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
 from benchmark.search_space import check_same_code
+from benchmark.search_space import format_params
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldResult
+from benchmark.training.progress import Bar
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs, process_is_gone
@@ -214,9 +216,21 @@ class Tuner:
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> TuneSummary:
         self.recover_abandoned_work()
+        with Bar("outer", self.total, "trials", initial=min(self.total, self._finished())) as bar:
+            return self._run(bar)
+
+    def _finished(self) -> int:
+        counts = self.counts()
+        return sum(counts[s] for s in FINISHED)
+
+    def _run(self, bar: Bar) -> TuneSummary:
+        shown = min(self.total, self._finished())
         while True:
             counts = self.counts()
             finished = sum(counts[s] for s in FINISHED)
+            if min(finished, self.total) > shown:
+                bar.update(min(finished, self.total) - shown)
+                shown = min(finished, self.total)
             if finished >= self.total:
                 break
             pending = counts[TrialState.RUNNING] + counts[TrialState.WAITING]
@@ -299,7 +313,7 @@ class Tuner:
         inherited: dict[str, dict] = dict(trial.user_attrs.get("folds", {}))
         trial_seed = derive_seed(self.seed) if self.common_seed else derive_seed(self.seed, trial.number)
         trial.set_user_attr("seed", trial_seed)
-        logger.info("trial %d params %s%s", trial.number, params,
+        logger.info("trial %d: %s%s", trial.number + 1, format_params(params),
                     f" (resuming: folds {sorted(inherited)} already done)" if inherited else "")
         done = {int(k): canonical_metrics(v) for k, v in inherited.items()}
         with self.results.run(
@@ -341,12 +355,12 @@ class Tuner:
                 return NONFINITE_SCORE
             except optuna.TrialPruned:
                 record.finish("pruned")
-                logger.info("trial %d pruned after %d folds%s", trial.number, len(done),
+                logger.info("trial %d pruned after %d folds%s", trial.number + 1, len(done),
                             "" if done else " (inside fold 0)")
                 raise
             value = sum(d[OBJECTIVE] for d in done.values()) / len(done)
             record.finish("complete", objective=value)
-        logger.info("trial %d: mean validation MAP@R %.4f", trial.number, value)
+        logger.info("trial %d: mean validation MAP@R %.4f", trial.number + 1, value)
         return value
 
 
@@ -370,7 +384,7 @@ def check_same_study_identity(attrs: dict, experiment: Experiment, name: str) ->
 
 def _fold_summary(result: FoldResult) -> dict:
     return {**{key: result.best_metrics[key] for key in METRICS}, "best_epoch": result.best_epoch,
-            "status": result.status}
+            "status": result.status, "untrained_" + OBJECTIVE: result.untrained_metrics[OBJECTIVE]}
 
 
 def _config(e: Experiment, sampler: str) -> dict:

@@ -18,12 +18,14 @@ from optuna.trial import TrialState
 from benchmark.errors import UserError
 from benchmark.evaluation.embed import compute_embeddings, concatenate_normalized, l2_normalize
 from benchmark.evaluation.metrics import retrieval_metrics
-from benchmark.evaluation.registry import OBJECTIVE
+from benchmark.evaluation.registry import MODES, OBJECTIVE
 from benchmark.results import ResultsStore, redact_url, collect_provenance, summarize_test_results
 from benchmark.results.artifacts import artifact_id, default_location, fold_model_file, open_store, remove, write
+from benchmark.search_space import format_params
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
 from benchmark.training.fold import FoldTrainer
+from benchmark.training.progress import Bar
 from benchmark.training.run import run_folds
 from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs
@@ -33,6 +35,8 @@ from benchmark.tuning.study import check_compatible, study_name
 
 logger = logging.getLogger(__name__)
 
+# The untrained fold models' test metrics are stored beside each reproduction's, as modes of their own.
+UNTRAINED_PREFIX = "untrained_"
 # Reproduction seeds live in their own range so they never coincide with tuning-trial seeds.
 _REPRODUCTION_SEED_OFFSET = 1_000_000
 # Retrieval examples stored per reproduction (the report shows those of each dataset's best configuration).
@@ -103,26 +107,35 @@ def run_test(experiment: Experiment, storage_url: str, results_url: str, reprodu
     config = {"protocol": e.protocol.to_dict(), "weights": e.weights, "split_scheme": e.splits.scheme,
               "loss_code_sha256": e.search_space.code_sha256, "identity": e.identity(), **e.scale_record(params)}
     # Each reproduction is claimed atomically: several `benchmark test` processes on one study share the work.
+    bar = Bar("outer", reproductions, "reproductions", initial=len(results.completed_reproductions(name)
+                                                                   & set(range(reproductions))))
     while (record := results.claim_reproduction(
             reproductions, lambda r: derive_seed(seed, _REPRODUCTION_SEED_OFFSET + r), study_name=name,
             dataset=e.dataset_name, loss=e.loss_name, protocol=e.label, params=params, config=config,
             split_hash=e.splits.hash, provenance=collect_provenance(describe_device(e.device)))) is not None:
         reproduction, rep_seed = record.reproduction, record.seed
-        logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, params)
+        logger.info("reproduction %d/%d of %s with %s", reproduction + 1, reproductions, name, format_params(params))
         with record:
             folds = run_folds(trainer, e.fold_run, seed=rep_seed)
             for fold in folds:
                 record.fold(fold)
             per_model = embed_test(trainer, [f.state for f in folds], test_set)
             metrics = score_test(per_model, test_set, e.recall_at)
+            # The same fold models before training (same seeds, so the same initial weights): "did it learn?"
+            untrained = score_test(embed_test(trainer, [trainer.untrained_state(f.seed) for f in folds], test_set),
+                                   test_set, e.recall_at)
+            metrics.update({f"{UNTRAINED_PREFIX}{mode}": values for mode, values in untrained.items()})
             results.record_retrieval_examples(record.run_id, retrieval_examples(per_model, test_set))
             record.test_metrics(reproduction, rep_seed, metrics)
         if keep_models != "none":
             keep_fold_models(results, models_location or default_location(results_url), keep_models,
                              record.run_id, name, reproduction, folds, metrics, _model_meta(e, name, reproduction,
                                                                                              params))
-        logger.info("reproduction %d: separated-128 MAP@R %.4f, concatenated-512 MAP@R %.4f", reproduction,
-                    metrics["separated_128"][OBJECTIVE], metrics["concatenated_512"][OBJECTIVE])
+        logger.info("reproduction %d/%d: separated-128 MAP@R %.4f (untrained %.4f), concatenated-512 MAP@R %.4f "
+                    "(untrained %.4f)", reproduction + 1, reproductions,
+                    *(metrics[f"{prefix}{mode}"][OBJECTIVE] for mode in MODES for prefix in ("", UNTRAINED_PREFIX)))
+        bar.update()
+    bar.close()
     others = [run for run in results.running_runs(name) if run["kind"] == "test"]
     if others:
         logger.info("reproduction(s) %s still being trained by other processes (%s)",
