@@ -26,4 +26,4 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) reports/index.html results/benchmark.db
+	rm -rf $(VENV) reports/index.html results/benchmark.db results/demo.db

@@ -3,8 +3,8 @@
 Two presets:
 - ``mlrc``: the exact "Metric Learning Reality Check" protocol (BN-Inception, 227 px crops, RMSprop lr 1e-6,
   100 iterations per epoch, per-dataset validation interval and patience, at most 1000 epochs).
-- ``quick``: the same pipeline sized for a laptop CPU (a small CNN at 32 px, few short epochs, a larger lr because
-  the small CNN trains from scratch). Its numbers are for smoke tests and demos, not for papers.
+- ``quick``: the same pipeline sized for a laptop CPU (a small CNN at 48 px from scratch, up to 40 epochs of 30 steps,
+  a larger lr because nothing is pretrained). Its numbers are for smoke tests and demos, not for papers.
 """
 
 from __future__ import annotations
@@ -83,13 +83,17 @@ _PRESETS = {
     "quick": Protocol(
         name="quick",
         trunk="small_cnn",
-        resize=36,
-        crop=32,
-        iterations_per_epoch=15,
-        lr=1e-3,
-        max_epochs=6,
+        # Sized on a held-out 200-class CUB-layout set (12 small images per class, --weights none): 6 epochs of 15
+        # steps stopped at the untrained level (best epoch 0 on most folds). 48 px costs ~1.1x the steps of 32 px
+        # and learns more (fine parts survive the crop); lr 3e-4 learned at least as well as 1e-3; ~1000 steps are
+        # what it takes to reach several times the untrained MAP@R. Early stopping still ends plateaued folds.
+        resize=54,
+        crop=48,
+        iterations_per_epoch=30,
+        lr=3e-4,
+        max_epochs=40,
         save_interval=2,
-        patience=4,
+        patience=10,
         rrc_scale=(0.5, 1.0),
         # The small CNN trains from scratch: its BatchNorm statistics must adapt.
         batchnorm="train",

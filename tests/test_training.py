@@ -103,7 +103,7 @@ def test_curve_records_loss_metrics_learning_rates_and_scale(tiny_env, tiny_data
     assert [row["epoch"] for row in result.curve] == [0, 1, 2]
     assert result.curve[0]["loss"] is None and result.curve[1]["loss"] > 0
     assert all(0 <= row["val_mean_average_precision_at_r"] <= 1 for row in result.curve)
-    assert result.curve[1]["lrs"] == {"model": 1e-3, "loss": 0.002}
+    assert result.curve[1]["lrs"] == {"model": 3e-4, "loss": 0.002}  # the quick preset's lr
     assert all(row["scale"] == 24.0 for row in result.curve)
 
 

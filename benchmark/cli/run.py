@@ -65,8 +65,12 @@ def _run(args) -> int:
 
     best = [r.best_metrics["mean_average_precision_at_r"] for r in results]
     untrained = [r.untrained_metrics["mean_average_precision_at_r"] for r in results]
-    verdict = "" if learned(best, untrained) else (
-        "  DID NOT LEARN: the folds' 95 % interval is not above the untrained model")
+    if len(results) < 2:
+        verdict = "  (one fold: no interval to tell learning from noise)"
+    elif learned(best, untrained):
+        verdict = ""
+    else:
+        verdict = "  DID NOT LEARN: the folds' 95 % interval is not above the untrained model"
     print(f"mean validation MAP@R: {mean_validation_map_at_r(results):.4f} (untrained "
           f"{sum(untrained) / len(untrained):.4f}, {sum(best) / max(sum(untrained), 1e-12):.1f}x){verdict}")
     return 0

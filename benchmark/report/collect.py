@@ -117,7 +117,7 @@ def collect(storage_url: str, results_url: str, prefix: str = "") -> ReportData:
     return ReportData(redact_url(storage_url), redact_url(results_url), studies, summary, runs, curves, mapr, hparams, sweeps,
                       mine(load_proxy_diagnostics(results_url)), mine(load_compute(results_url)),
                       mine(load_retrieval_examples(results_url)),
-                      mine(load_test_results(results_url)))
+                      test_values=mine(load_test_results(results_url)))
 
 
 def _studies(storage_url: str) -> list[StudyData]:
