@@ -1,33 +1,19 @@
-"""Hyperparameter search spaces: one YAML file per loss in ``search_spaces/``, validated once when loaded.
-
-A file holds ``source`` (where the ranges come from), ``params`` (name -> type, range, log scale, default,
-domain, unit, description), ``dataset_overrides`` (ranges that differ per dataset) and ``defaults_by_dataset``
-(the values a plain ``benchmark run`` uses on that dataset, e.g. MLRC's optima). Two intervals matter per
-parameter: the search range ``[low, high]`` that Optuna samples from, and the ``domain`` where the loss is defined
-at all. ``coerce`` accepts any value inside the domain, so ``run`` may try values the search never would.
-
-The files live in the repository's top-level ``search_spaces/``, which a wheel carries as ``benchmark/search_spaces/``;
-``$BENCHMARK_SEARCH_SPACES`` points elsewhere
-(e.g. for an installation without the repository).
+"""One search-space YAML file parsed and fully validated (``SpaceFile``), and the scale-schedule parameters that
+every file with a ``cosine_scale`` gets from ``schedules/scale.yaml`` (``ScheduleFile``). Every problem is a
+``UserError`` naming the file and the key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchmark.errors import UserError, did_you_mean
-
-ENV_VAR = "BENCHMARK_SEARCH_SPACES"
-TYPES = ("float", "int", "categorical")
+from benchmark.errors import UserError
+from benchmark.search_space.model import MAX_INT, TYPES, Domain, ParamSpec, SearchSpace
 
 _FILE_KEYS = {"loss", "pml_class", "description", "source", "params", "dataset_overrides", "defaults_by_dataset",
               "cosine_scale"}
@@ -41,233 +27,17 @@ _SCHEDULE_FILE_KEYS = {"source", "needs_proxies", "params"}
 _PARAM_KEYS = {"type", "low", "high", "log", "choices", "default", "domain", "tune", "unit", "description"}
 # What a dataset may change: the range and whether the parameter is searched at all (MLRC left some fixed).
 _OVERRIDE_KEYS = {"low", "high", "log", "choices", "tune"}
-# Integer parameters become tensor sizes or loop counts: beyond int32 they overflow in torch, long before any use.
-MAX_INT = 2**31 - 1
 _SCALARS = (str, int, float, bool)
-_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
 
-def default_directory() -> Path:
-    """``$BENCHMARK_SEARCH_SPACES``, else the search spaces shipped with the package: ``benchmark/search_spaces/`` in
-    an installed wheel (the build maps the repository's top-level folder there), ``search_spaces/`` next to the
-    ``benchmark`` package in a source checkout."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    package = Path(__file__).resolve().parent
-    installed = package / "search_spaces"
-    return installed if installed.is_dir() else package.parent / "search_spaces"
-
-
-def available_losses(directory: Path | None = None) -> tuple[str, ...]:
-    """The loss names that have a search-space file, sorted."""
-    directory = Path(directory) if directory is not None else default_directory()
-    if not directory.is_dir():
-        raise UserError(
-            f"search-space folder {directory} does not exist; set ${ENV_VAR} to the folder of <loss>.yaml files"
-        )
-    return tuple(sorted(p.stem for p in directory.glob("*.yaml")))
-
-
-@dataclass(frozen=True)
-class Domain:
-    """An interval, open or closed at each end, e.g. ``(0, inf)`` or ``[0, 180)``."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    low_closed: bool = False
-    high_closed: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        above = value >= self.low if self.low_closed else value > self.low
-        below = value <= self.high if self.high_closed else value < self.high
-        return above and below
-
-    def __str__(self) -> str:
-        def text(x: float) -> str:
-            return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
-
-        return f"{'[' if self.low_closed else '('}{text(self.low)}, {text(self.high)}{']' if self.high_closed else ')'}"
-
-    @classmethod
-    def parse(cls, text: str) -> Domain:
-        match = _INTERVAL.match(str(text))
-        if not match:
-            raise ValueError(f"domain {text!r} is not an interval like '(0, inf)' or '[0, 1]'")
-        opening, low, high, closing = match.groups()
-        domain = cls(float(low), float(high), opening == "[", closing == "]")
-        if domain.low > domain.high:
-            raise ValueError(f"domain {text!r} is empty")
-        return domain
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One hyperparameter: its search range (``low``/``high``/``log`` or ``choices``) and where it is defined."""
-
-    name: str
-    type: str
-    default: float | int | str
-    low: float | int | None = None
-    high: float | int | None = None
-    log: bool = False
-    choices: tuple | None = None
-    domain: Domain = field(default_factory=Domain)
-    tune: bool = True
-    unit: str | None = None
-    description: str = ""
-
-    def parse(self, text: str) -> float | int | str:
-        """A user's value for this parameter, typed and checked against the domain (not the search range)."""
-        text = str(text).strip()
-        if self.type == "categorical":
-            for choice in self.choices:
-                if str(choice) == text:
-                    return choice
-            raise UserError(f"{self.name}={text!r}: expected one of {', '.join(map(str, self.choices))}")
-        try:
-            value = float(text)
-        except ValueError:
-            raise UserError(f"{self.name}={text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise UserError(f"{self.name}={text!r}: expected a finite number")
-        if self.type == "int":
-            if not value.is_integer() or abs(value) > MAX_INT:
-                raise UserError(f"{self.name}={text!r}: expected an integer of at most {MAX_INT} in magnitude")
-            value = int(value)
-        if value not in self.domain:
-            unit = f" {self.unit}" if self.unit else ""
-            raise UserError(f"{self.name}={text}{unit} is outside the loss's domain {self.domain}")
-        return value
-
-    def to_dict(self) -> dict:
-        spec: dict[str, Any] = {"type": self.type, "tune": self.tune, "default": self.default}
-        if self.type == "categorical":
-            spec["choices"] = list(self.choices)
-        else:
-            spec.update(low=self.low, high=self.high, log=self.log, domain=str(self.domain))
-        if self.unit:
-            spec["unit"] = self.unit
-        return spec
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """The search space of one loss on one dataset (dataset overrides and defaults already applied)."""
-
-    loss: str
-    dataset: str
-    params: dict[str, ParamSpec]
-    source: str = ""
-    path: Path | None = None
-    cosine_scale: dict | None = None  # {"parameter", "factor", "inverse", "note"}: the file's scale convention
-    # sha256 of a plugin loss's source file (benchmark.losses.plugins): other code, other study.
-    code_sha256: str | None = None
-
-    def defaults(self) -> dict[str, float | int | str]:
-        return {name: spec.default for name, spec in self.params.items()}
-
-    def coerce(self, raw: dict[str, str]) -> dict[str, float | int | str]:
-        """Type user values (``--param name=value``); each must lie in its parameter's domain."""
-        unknown = sorted(set(raw) - set(self.params))
-        if unknown:
-            raise UserError(
-                f"unknown parameter(s) {', '.join(unknown)}{did_you_mean(unknown[0], self.params)} for loss "
-                f"{self.loss}; valid: {', '.join(self.params)}"
-            )
-        return {name: self.params[name].parse(text) for name, text in raw.items()}
-
-    def with_overrides(self, spec: dict[str, str]) -> SearchSpace:
-        """Change search ranges from the command line.
-
-        ``low:high`` keeps the scale, ``low:high:log`` / ``low:high:linear`` set it, a single value fixes the
-        parameter (it is not searched); categorical parameters take ``a,b,c`` or one fixed choice.
-        """
-        unknown = sorted(set(spec) - set(self.params))
-        if unknown:
-            raise UserError(
-                f"unknown parameter(s) {', '.join(unknown)}{did_you_mean(unknown[0], self.params)} for loss "
-                f"{self.loss}; valid: {', '.join(self.params)}"
-            )
-        params = dict(self.params)
-        for name, text in spec.items():
-            params[name] = _override_from_text(params[name], str(text))
-        return replace(self, params=params)
-
-    def suggest(self, trial) -> dict[str, float | int | str]:
-        """Draw one configuration from an Optuna trial; parameters that are not searched keep their default."""
-        values: dict[str, float | int | str] = {}
-        for name, spec in self.params.items():
-            if not spec.tune:
-                values[name] = spec.default
-            elif spec.type == "float":
-                values[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
-            elif spec.type == "int":
-                values[name] = trial.suggest_int(name, spec.low, spec.high, log=spec.log)
-            else:
-                values[name] = trial.suggest_categorical(name, list(spec.choices))
-        return values
-
-    def to_dict(self) -> dict:
-        return {"loss": self.loss, "dataset": self.dataset, "params": {n: s.to_dict() for n, s in self.params.items()}}
-
-    def fingerprint(self) -> str:
-        """A stable hash of what the search samples from: the ranges, and the values of fixed parameters."""
-        searched = {}
-        for name, spec in self.params.items():
-            entry = spec.to_dict()
-            entry.pop("domain", None)
-            if spec.tune:
-                entry.pop("default")
-            searched[name] = entry
-        identity = {"loss": self.loss, "params": searched}
-        if self.code_sha256:
-            identity["code_sha256"] = self.code_sha256
-        text = json.dumps(identity, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def check_same_code(stored: str | None, space: SearchSpace, study: str) -> None:
-    """Refuse to add to a study whose plugin loss was another version of its source file (``stored``: the sha256
-    the study was created with): trials of two versions of a loss are not one search."""
-    if (stored or None) != space.code_sha256:
-        raise UserError(f"study {study} was tuned with loss code sha256 {(stored or 'built-in')[:12]}, the loaded "
-                        f"{space.loss} is {(space.code_sha256 or 'built-in')[:12]}; restore that source or use "
-                        "another --storage")
-
-
-def format_params(params: dict) -> str:
-    """``alpha=32, loss_lr=0.002`` with numbers to 4 significant digits: how logs and printouts show parameters."""
-    return ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
-                     for name, value in params.items()) or "(none)"
-
-
-def load_search_space(loss: str, dataset: str, directory: Path | None = None) -> SearchSpace:
-    """The search space of built-in loss ``loss`` (its file in the search-space folder) with ``dataset``'s overrides
-    and defaults applied; ``benchmark.losses.spaces.load_loss_space`` also finds plugin losses'."""
-    directory = Path(directory) if directory is not None else default_directory()
-    path = directory / f"{loss}.yaml"
-    if not path.is_file():
-        names = ", ".join(available_losses(directory)) or f"(no .yaml files in {directory})"
-        raise UserError(f"unknown loss {loss!r}{did_you_mean(loss, available_losses(directory))}; expected one of: "
-                        f"{names} (or load yours with --loss-module FILE)")
-    return _SpaceFile(path).resolve(dataset)
-
-
-def load_search_space_file(path: Path, dataset: str = "") -> SearchSpace:
-    """A search-space file outside the per-loss folder (e.g. ``batch_samplers/<name>.yaml``), validated the same
-    way; ``dataset`` picks its overrides and defaults, ``""`` the file's generic ones."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"search-space file {path} does not exist; set ${ENV_VAR} to the search_spaces folder")
-    return _SpaceFile(path).resolve(dataset)
-
-
-class _SpaceFile:
+class SpaceFile:
     """One parsed and fully validated file; every dataset section is checked, not only the one asked for."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, shipped: Path):
+        """``shipped``: the search-space folder whose ``schedules/scale.yaml`` counts when ``path``'s folder has none
+        (a plugin's file, a file in a scratch folder)."""
         self.path = path
+        self.shipped = shipped
         data = self._read()
         self._no_unknown_keys(data, _FILE_KEYS, "")
         for key in ("source", "params"):
@@ -339,7 +109,7 @@ class _SpaceFile:
         """The shared schedule parameters (next to this file's folder, else the shipped ones); without class
         proxies, the schedules that read them are left out."""
         own = self.path.parent / SCHEDULE_FILE
-        shared = _ScheduleFile(own if own.is_file() else default_directory() / SCHEDULE_FILE)
+        shared = ScheduleFile(own if own.is_file() else self.shipped / SCHEDULE_FILE)
         copied = sorted(set(shared.params) & set(self.params))
         if copied:
             self._fail(f"params.{copied[0]}: defined once in {shared.path} for every loss with a cosine_scale; "
@@ -509,7 +279,7 @@ class _SpaceFile:
         return values
 
 
-class _ScheduleFile(_SpaceFile):
+class ScheduleFile(SpaceFile):
     """``schedules/scale.yaml``: parameters validated like a loss's, plus the choices that need class proxies."""
 
     def __init__(self, path: Path):
@@ -523,30 +293,3 @@ class _ScheduleFile(_SpaceFile):
         if not isinstance(needs, list):
             self._fail(f"needs_proxies: expected a list of choices, got {type(needs).__name__}")
         self.needs_proxies = frozenset(map(str, needs))
-
-
-def _override_from_text(spec: ParamSpec, text: str) -> ParamSpec:
-    where = f"search range {spec.name}={text!r}"
-    if spec.type == "categorical":
-        choices = tuple(spec.parse(part) for part in text.split(",") if part.strip())
-        if not choices:
-            raise UserError(f"{where}: expected one or more of {', '.join(map(str, spec.choices))}")
-        if len(choices) == 1:
-            return replace(spec, tune=False, default=choices[0])
-        return replace(spec, tune=True, choices=choices)
-    parts = text.split(":")
-    if len(parts) == 1:
-        return replace(spec, tune=False, default=spec.parse(parts[0]))
-    if len(parts) not in (2, 3):
-        raise UserError(f"{where}: expected low:high, low:high:log or low:high:linear, or a single value")
-    log = spec.log
-    if len(parts) == 3:
-        if parts[2] not in ("log", "linear"):
-            raise UserError(f"{where}: the scale must be 'log' or 'linear', got {parts[2]!r}")
-        log = parts[2] == "log"
-    low, high = spec.parse(parts[0]), spec.parse(parts[1])
-    if low > high:
-        raise UserError(f"{where}: low {low:g} > high {high:g}")
-    if log and low <= 0:
-        raise UserError(f"{where}: a log-scale range needs low > 0")
-    return replace(spec, tune=True, low=low, high=high, log=log)
