@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -170,7 +171,8 @@ def test_example_loss_tuned_tested_and_reported_beside_a_builtin(tiny_env, tmp_p
     assert main(["status", "--storage", storage]) == 0
     status = capsys.readouterr().out
     [line] = [line for line in status.splitlines() if line.startswith("synthetic-my_loss-quick")]
-    assert line.split()[-1] in ("KiB", "MiB") and float(line.split()[-2]) > 0  # its kept fold models' size
+    kept_size = re.search(r"(\d+(?:\.\d+)?) (KiB|MiB)", line)  # its kept fold models' size
+    assert kept_size and float(kept_size.group(1)) > 0
     assert "kept models: 8 files" in status
     # Without the module (a new process), test cannot build the loss: one line, exit 2.
     done = run_benchmark(["test", *own[2:], "--reproductions", "1"], tiny_env, tmp_path)
