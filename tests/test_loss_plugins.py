@@ -163,7 +163,7 @@ def test_example_loss_tuned_tested_and_reported_beside_a_builtin(tiny_env, tmp_p
     [(best, queries)] = best_configurations(leaderboard(data), data.examples)
     hits = sum(int(n["label"]) == int(q.query_label) for q in queries.itertuples() for n in q.neighbours)
     section = html.split('<h2 id="retrieval">')[1].split("<h2")[0]
-    assert f": {best['loss']}, reproduction 0</h3>" in section
+    assert f": {best['loss']}, reproduction 1</h3>" in section
     assert section.count('class="hit"') == hits and section.count('class="miss"') == 8 * 5 - hits
     assert section.count('src="data:image/jpeg;base64,') == 8 * 6
     assert sum(len(part.split('"', 1)[0]) for part in section.split('src="')[1:]) <= 1_000_000

@@ -245,8 +245,6 @@ def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
                                  f"Slice plot: {s.name}"))
         out.append(_best_params(s))
     out.append(_curves(s, data, figures))
-    out.append('<p class="note">Retrieval examples (query thumbnails with their nearest neighbours) are not '
-               "part of this report: they need the trained models, which the results database does not keep.</p>")
     out.append("</section>")
     return "\n".join(out)
 

@@ -60,7 +60,7 @@ def retrieval_section(board: pd.DataFrame, examples: pd.DataFrame) -> str:
     thumbnails = _Thumbnails(BUDGET_BYTES)
     for row, queries in chosen:
         out.append(f'<h3>{escape(row["dataset"])} ({escape(row["protocol"])}): {escape(str(row["loss"]))}, '
-                   f'reproduction {int(queries["reproduction"].iloc[0])}</h3>')
+                   f'reproduction {int(queries["reproduction"].iloc[0]) + 1}</h3>')  # 1-based for people
         neighbours = max(len(n) for n in queries["neighbours"])
         out.append('<table class="retrieval"><thead><tr><th>query</th>'
                    + "".join(f"<th>{i}</th>" for i in range(1, neighbours + 1)) + "</tr></thead><tbody>")
