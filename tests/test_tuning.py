@@ -312,3 +312,19 @@ def test_a_full_disk_mid_trial_is_one_line_and_the_trial_is_requeued(tiny_env, t
     assert trials[1].system_attrs.get("failed_trial") == 0
     runs = load_runs(f"sqlite:///{tmp_path}/results/benchmark.db")
     assert "running" not in set(runs["status"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_dataloader_workers_is_quiet(tiny_env, tmp_path):
+    import os
+
+    # docker stop, Slurm and a terminal's Ctrl-C signal every process of the group, DataLoader workers included.
+    proc = subprocess.Popen([BENCHMARK, *tune_args(1, SLOW_PROTOCOL), "--workers", "2"], env=tiny_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    victim = wait_for_running_trial(tmp_path, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert f"trial {victim.number} recorded as FAIL and re-queued" in err
+    assert trials_of(tmp_path)[victim.number].state == TrialState.FAIL

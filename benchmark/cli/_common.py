@@ -228,7 +228,14 @@ def treat_sigterm_as_interrupt() -> None:
     reproduction is recorded as failed, everything completed stays, and a rerun resumes."""
     import signal
 
+    main_pid = os.getpid()
+
     def _interrupt(signum, frame):
+        if os.getpid() != main_pid:
+            # A forked DataLoader worker inherits this handler. A SIGTERM sent to the whole process group (docker
+            # stop, Slurm) is the main process's to handle: it records and re-queues the interrupted work and shuts
+            # its workers down; a worker raising or dying here would only add tracebacks.
+            return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)

@@ -171,6 +171,7 @@ class FoldTrainer:
             persistent_workers=self.num_workers > 0,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(seed),
+            worker_init_fn=_leave_interrupts_to_the_main_process,
         )
 
     def eval_loader(self, paths: list, labels: np.ndarray):
@@ -185,6 +186,7 @@ class FoldTrainer:
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.device.type == "cuda",
+            worker_init_fn=_leave_interrupts_to_the_main_process,
         )
         if len(paths) * 3 * self.protocol.crop ** 2 > EVAL_TENSOR_BYTES:
             return loader
@@ -421,3 +423,13 @@ def _curve_row(epoch, loss, metrics, optimizers, scale, seconds) -> dict:
         "scale": scale,
         "seconds": seconds,
     }
+
+
+def _leave_interrupts_to_the_main_process(_worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl-C and SIGTERM, which reach the whole process group: the main process records
+    and re-queues the interrupted work and shuts its workers down. A worker killed by the signal would make
+    PyTorch raise in the main process in the middle of that (e.g. inside the database write)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
