@@ -86,3 +86,14 @@ def test_console_errors_are_detected(tmp_path):
     page.write_text("<html><body><script>console.error('boom'); notDefined();</script></body></html>")
     messages = _console_messages(_browse(page, tmp_path / "profile", "--dump-dom").stderr)
     assert any("boom" in m for m in messages) and any("notDefined is not defined" in m for m in messages)
+
+
+def test_page_never_scrolls_sideways(report, tmp_path):
+    # The widest table (cub200 with MLRC's reference columns) wraps its cells instead of widening the page.
+    probe = tmp_path / "probe.html"
+    measure = ("<script>window.addEventListener('load', function(){document.body.setAttribute('data-overflow', "
+               "String(document.documentElement.scrollWidth - window.innerWidth));});</script></body>")
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", measure), encoding="utf-8")
+    dom = _browse(probe, tmp_path / "profile", "--dump-dom", "--window-size=1280,900").stdout
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert overflow and int(overflow.group(1)) <= 0

@@ -67,6 +67,8 @@ td.unlearned{color:#999}
 section.loss{border-top:2px solid #ddd;margin-top:2em}
 .plot{width:100%;max-width:1000px;height:420px}
 table.environment{table-layout:fixed;width:100%}
+table.leaderboard{width:100%;font-size:.9em}
+.wide{max-width:100%;overflow-x:auto}
 table.environment td{text-align:left;overflow-wrap:anywhere;word-break:break-word;vertical-align:top}
 abbr{text-decoration:underline dotted;cursor:help}
 """
@@ -138,7 +140,8 @@ def _leaderboards(board: pd.DataFrame) -> str:
         head = [*head_labels()[:3], "compute (wall)", *head_labels()[3:], "best val MAP@R (ours)"]
         if with_reference:
             head += ["MLRC best val MAP@R", "MLRC optimal hyperparameters"]
-        out.append(f'<table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
+        # The leaderboard wraps its cells; a scroll box of its own (never the page's) only on very narrow windows.
+        out.append(f'<div class="wide"><table class="sortable leaderboard" data-dataset="{escape(dataset)}"><thead><tr>'
                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>")
         best = {c: best_rows(rows, *c) for c in columns()}
         for i, row in rows.iterrows():
@@ -159,7 +162,7 @@ def _leaderboards(board: pd.DataFrame) -> str:
                 cells.append(_td("-" if _missing(optimum) else optimum, "" if _missing(optimum) else optimum))
             published = ' class="published"' if row.get("published") else ""
             out.append(f'<tr data-loss="{escape(str(row["loss"]))}"{published}>' + "".join(cells) + "</tr>")
-        out.append("</tbody></table>")
+        out.append("</tbody></table></div>")
         if protocol == PUBLISHED_PROTOCOL and rows.get("published", pd.Series(dtype=bool)).astype(bool).any():
             out.append(f'<p class="note">Rows marked {escape(PUBLISHED_SUFFIX)}: {escape(PUBLISHED_SOURCE)}.</p>')
         if with_reference:
