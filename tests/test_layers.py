@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "benchmark"
 # Bottom first; a module may import its own package and any package of a lower layer, nothing of its layer or above.
 LAYERS = [
-    {"errors", "redaction"},
+    {"errors", "redaction", "interrupts"},
     {"config"},
     {"search_space"},
     {"data", "models", "losses"},

@@ -137,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        import signal
+
         print("interrupted", file=sys.stderr)
+        # The interrupted work is recorded. At exit multiprocessing ends the DataLoader workers still alive, and
+        # PyTorch's SIGCHLD handler would report each as "killed by signal" in a traceback: nothing to report now.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return 130
     except OSError as error:
         from benchmark.errors import out_of_space

@@ -228,6 +228,8 @@ def treat_sigterm_as_interrupt() -> None:
     reproduction is recorded as failed, everything completed stays, and a rerun resumes."""
     import signal
 
+    from benchmark import interrupts
+
     main_pid = os.getpid()
 
     def _interrupt(signum, frame):
@@ -236,9 +238,12 @@ def treat_sigterm_as_interrupt() -> None:
             # stop, Slurm) is the main process's to handle: it records and re-queues the interrupted work and shuts
             # its workers down; a worker raising or dying here would only add tracebacks.
             return
+        interrupts.request()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    interrupts.quiet_swallowed_interrupts()
 
 
 def parse_protocol_overrides(pairs: list[str] | None) -> dict:

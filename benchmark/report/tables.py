@@ -44,8 +44,13 @@ def cell(row, mode: str, metric: str) -> str:
     if _missing(mean):
         return "-"
     low, high = row[f"{mode}/{metric}/ci_low"], row[f"{mode}/{metric}/ci_high"]
-    text = f"{float(mean):.4f} " + (f"(n={int(row[f'{mode}/{metric}/n'])})" if _missing(low)
-                                     else f"[{float(low):.4f}, {float(high):.4f}]")
+    n = row.get(f"{mode}/{metric}/n")
+    if not _missing(low):
+        text = f"{float(mean):.4f} [{float(low):.4f}, {float(high):.4f}]"
+    elif not _missing(n) and int(n) > 0:
+        text = f"{float(mean):.4f} (n={int(n)})"
+    else:  # a published figure: no reproductions of ours behind it
+        text = f"{float(mean):.4f}"
     return text + (" did not learn" if row.get(f"{mode}/{metric}/learned") is False else "")
 
 

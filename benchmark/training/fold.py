@@ -10,7 +10,9 @@ import copy
 import logging
 import math
 import os
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from benchmark import interrupts
 from benchmark.config import Protocol
 from benchmark.data.cache import DecodedImageCache
 from benchmark.data.images import ImageSet
@@ -292,7 +295,10 @@ class FoldTrainer:
         # Summed on the device and read once per epoch: a per-step .item() would stall a GPU at every step.
         total = torch.zeros((), device=self.device)
         steps = 0
-        for images, labels in loader:
+        with _interrupts_held_while_workers_start():
+            batches = iter(loader)
+        for images, labels in batches:
+            interrupts.raise_if_requested()  # one that a finaliser swallowed (benchmark.interrupts)
             images = to_model_input(images, self.device)
             labels = labels.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
@@ -366,7 +372,9 @@ class _TensorBatches:
 
     @classmethod
     def collect(cls, loader: DataLoader, pin: bool) -> "_TensorBatches":
-        batches = list(loader)
+        with _interrupts_held_while_workers_start():
+            batches = iter(loader)
+        batches = list(batches)
         images = torch.cat([b[0] for b in batches])
         labels = torch.cat([torch.as_tensor(b[1]) for b in batches])
         return cls(images.pin_memory() if pin else images, labels, loader.batch_size)
@@ -425,11 +433,32 @@ def _curve_row(epoch, loss, metrics, optimizers, scale, seconds) -> dict:
     }
 
 
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _interrupts_held_while_workers_start():
+    """Ctrl-C and SIGTERM wait while DataLoader workers are forked (they inherit the blocked mask until
+    ``_leave_interrupts_to_the_main_process`` has set their handlers): one arriving in between would kill a worker
+    that has no handler yet, and PyTorch would report it as a crash instead of an interruption."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)
+
+
 def _leave_interrupts_to_the_main_process(_worker_id: int) -> None:
-    """DataLoader workers ignore Ctrl-C and SIGTERM, which reach the whole process group: the main process records
-    and re-queues the interrupted work and shuts its workers down. A worker killed by the signal would make
-    PyTorch raise in the main process in the middle of that (e.g. inside the database write)."""
-    import signal
+    """DataLoader workers leave Ctrl-C and a process-group SIGTERM (docker stop, Slurm) to the main process, which
+    records and re-queues the interrupted work: a worker killed by the signal would make PyTorch raise in the main
+    process in the middle of that (e.g. inside the database write). Ctrl-C is ignored; only the first SIGTERM is,
+    since the main process ends its workers with SIGTERM when it exits (multiprocessing's terminate): the next one
+    ends the worker, and so does an alarm 10 s later, in case the main process was signalled alone."""
+
+    def first_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.alarm(10)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, first_sigterm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)
