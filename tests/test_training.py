@@ -9,30 +9,12 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import protocol_for
 from benchmark.evaluation.embed import compute_embeddings
 from benchmark.losses import LossBundle
-from benchmark.search_space import load_search_space
 from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.training.experiment import Experiment
 from benchmark.training.fold import fold_data
 from _tiny import TINY_PROTOCOL, generate_synthetic
-
-
-def make_experiment(data_root, loss="multi_similarity", **protocol):
-    settings = {"iterations_per_epoch": 2, "max_epochs": 2, "patience": 2, **protocol}
-    return Experiment.create(
-        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **settings),
-        search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
-        weights="none",
-    )
-
-
-def train_fold(experiment, params=None, fold=0, seed=0):
-    space = experiment.search_space
-    trainer = experiment.trainer({**space.defaults(), **space.coerce(params or {})})
-    data = fold_data(experiment.fold_run.paths, experiment.fold_run.labels, experiment.splits, fold)
-    return trainer, data, trainer.train(data, seed)
+from _training_helpers import make_experiment, train_fold
 
 
 def test_folds_never_contain_test_classes(tiny_env, tiny_data_root):
