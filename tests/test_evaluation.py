@@ -143,6 +143,24 @@ def test_knn_query_gallery_returns_nearest_first():
         knn(gallery, 4)  # only 3 other points
 
 
+def test_gpu_search_runs_on_the_current_cuda_device_unless_cpu_only(monkeypatch):
+    """No GPU here: faiss's GPU entry points are replaced by recorders, to check which GPU the index is sent to
+    (a worker started with --device cuda:1 must not search on GPU 0) and that cpu_only() keeps it on the CPU."""
+    sent_to = []
+    monkeypatch.setattr(knn_module.faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(knn_module.faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(knn_module.faiss, "index_cpu_to_gpu",
+                        lambda resources, gpu, index: sent_to.append(gpu) or index, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    gallery = on_circle([0, 50, 20, 95])
+    expected = knn(on_circle([45, 1]), 3, gallery)
+    assert sent_to == [1]
+    with knn_module.cpu_only():
+        assert np.array_equal(knn(on_circle([45, 1]), 3, gallery)[1], expected[1])
+    assert sent_to == [1]
+
+
 # -- bad input -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("embeddings, labels, message", [

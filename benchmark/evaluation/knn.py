@@ -7,11 +7,13 @@ Similarities are returned as cosines, 1 - d^2 / 2.
 
 One flat index is built over the reference set and searched block by block, so the caller holds at most one
 block of ``rows x k`` neighbours at a time. The index lives on the GPU when a CUDA-enabled faiss build and a CUDA
-device are both present, on the CPU otherwise.
+device are both present (the process's current CUDA device), on the CPU otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 _GPU_MAX_K = 2048
 # Size of one block of search results (float32 similarities + int64 ids) handed to the caller.
 _BLOCK_BYTES = 64 * 2**20
+_cpu_only = contextvars.ContextVar("knn_cpu_only", default=False)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -35,18 +38,32 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _gpu_resources():
-    """One ``StandardGpuResources`` per process: creating it allocates scratch memory and CUDA handles (tens of ms
-    and ~1.5 GB by default), which every validation would otherwise pay again."""
+def _gpu_resources(gpu: int):
+    """One ``StandardGpuResources`` per process and GPU: creating it allocates scratch memory and CUDA handles (tens
+    of ms and ~1.5 GB by default), which every validation would otherwise pay again."""
     return faiss.StandardGpuResources()
 
 
-def _use_gpu(k: int) -> bool:
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0 or k > _GPU_MAX_K:
-        return False
+@contextlib.contextmanager
+def cpu_only():
+    """Search on the CPU inside this block even where a GPU is usable (``benchmark perf --gpu`` times one against
+    the other on the same inputs)."""
+    token = _cpu_only.set(True)
+    try:
+        yield
+    finally:
+        _cpu_only.reset(token)
+
+
+def _search_gpu(k: int) -> int | None:
+    """The GPU to search on: the process's current CUDA device (``resolve_device`` makes ``--device cuda:N`` current,
+    so a worker on GPU 1 searches on GPU 1, not on GPU 0 beside another worker); None for the CPU."""
+    if (_cpu_only.get() or not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0
+            or k > _GPU_MAX_K):
+        return None
     import torch  # only reached with a CUDA-enabled faiss build
 
-    return torch.cuda.is_available()
+    return torch.cuda.current_device() if torch.cuda.is_available() else None
 
 
 def iter_knn(
@@ -71,12 +88,12 @@ def iter_knn(
     search_k = k + int(same)
 
     index = faiss.IndexFlatL2(reference.shape[1])
-    gpu_resources = None
-    if _use_gpu(search_k):
-        gpu_resources = _gpu_resources()  # must outlive the GPU index: cached for the process
-        index = faiss.index_cpu_to_gpu(gpu_resources, 0, index)
+    gpu = _search_gpu(search_k)
+    if gpu is not None:
+        # The resources must outlive the GPU index: cached for the process.
+        index = faiss.index_cpu_to_gpu(_gpu_resources(gpu), gpu, index)
     logger.debug("kNN: %d queries, %d references, k=%d, %s", len(query), len(reference), k,
-                 "GPU" if gpu_resources is not None else "CPU")
+                 "CPU" if gpu is None else f"GPU {gpu}")
     index.add(reference)
 
     if block_rows is None:

@@ -14,6 +14,7 @@ nothing about a GPU, and the JSON says so (``gpu_result_produced``).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -187,18 +188,13 @@ def _evaluation(device: torch.device, sizes: GpuSizes) -> dict:
     out = {"n": len(labels), "dim": 128, "classes": int(labels.max()) + 1, "faiss_gpu_available": gpu_available}
     timings, values = {}, {}
     sides = ("gpu", "cpu") if gpu_available else ("cpu",)
-    original = knn._use_gpu
-    try:
-        for side in sides:
-            if side == "cpu":
-                knn._use_gpu = lambda k: False  # the same search, forced onto the CPU index
+    for side in sides:
+        with knn.cpu_only() if side == "cpu" else contextlib.nullcontext():
             retrieval_metrics(x[:1000], labels[:1000], recall_at=())  # warm-up (GPU resources, threads)
             started = time.perf_counter()
             metrics = retrieval_metrics(x, labels, recall_at=())
             timings[side] = time.perf_counter() - started
             values[side] = {m: metrics[m] for m in METRICS}
-    finally:
-        knn._use_gpu = original
     out["seconds"] = timings
     out["metrics"] = values["cpu"]
     if gpu_available:

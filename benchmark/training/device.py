@@ -20,6 +20,10 @@ def resolve_device(spec: str = "auto") -> torch.device:
             raise UserError(f"device {spec} requested but no CUDA GPU is available; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"device {spec} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
+        # The chosen GPU becomes the process's current one, so what allocates on "the current device" (faiss's
+        # search index, a bare .cuda()) lands beside the model instead of on GPU 0.
+        if device.index is not None:
+            torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise UserError(f"unsupported device {spec!r}; expected auto, cpu, cuda or cuda:N")
     return device
