@@ -177,6 +177,24 @@ def test_frozen_batchnorm_survives_train():
     assert set(model.state_dict()) == set(build_model(protocol_for("quick", "cub200"), weights="none").state_dict())
 
 
+@pytest.mark.parametrize("batchnorm", ["frozen_all", "frozen_stats", "train"])
+def test_every_batchnorm_mode_compiles_as_one_graph(batchnorm):
+    """``--compile``: torch.compile must trace the model without graph breaks (fullgraph) in every BatchNorm mode,
+    and compute what the uncompiled model does, in training and in evaluation. The "eager" backend runs the traced
+    graph without generating kernels, so this checks tracing (what the BN handling affects) in seconds."""
+    torch.manual_seed(0)
+    model = build_model(protocol_for("quick", "cub200", batchnorm=batchnorm), weights="none")
+    reference = build_model(protocol_for("quick", "cub200", batchnorm=batchnorm), weights="none")
+    reference.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    x = torch.rand(8, 3, 32, 32)
+    for mode in (True, False):
+        model.train(mode), reference.train(mode)
+        assert torch.allclose(compiled(x), reference(x), atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    torch.compiler.reset()
+
+
 def test_unfrozen_batchnorm_trains():
     model = build_model(protocol_for("quick", "cub200"), weights="none").train()  # quick: BN not frozen
     bn = batchnorm_layers(model)[0]

@@ -44,8 +44,12 @@ def _frozen_class(cls: type) -> type:
     return _FROZEN_CLASSES[cls]
 
 
+# torch's public BatchNorm classes (their common base, ``_BatchNorm``, is private).
+_BATCHNORM_CLASSES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
 def _batchnorm_layers(model: nn.Module):
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in model.modules() if isinstance(m, _BATCHNORM_CLASSES)]
 
 
 def freeze_batchnorm_statistics(model: nn.Module) -> nn.Module:
