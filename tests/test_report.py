@@ -223,3 +223,19 @@ def test_stale_temporary_files_of_a_killed_report_are_removed(database, tmp_path
         fcntl.flock(held, fcntl.LOCK_EX)
         assert main(["report", "--storage", database, "--out", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".index.html.busy42.tmp", "index.html"]
+
+
+def test_slice_plot_colours_trials_by_integer_number_from_1():
+    import optuna
+
+    from benchmark.report.html import _slice_plot
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True) + t.suggest_int("m", 1, 8), n_trials=20)
+    figure = _slice_plot(study)
+    assert len(figure.data) == 2
+    for trace in figure.data:
+        assert list(trace.marker.color) == list(range(1, 21))
+        assert (trace.marker.cmin, trace.marker.cmax) == (1, 20)
+        bar = trace.marker.colorbar
+        assert bar.tickformat == "d" and bar.tick0 == 1 and bar.dtick == 3 and bar.title.text == "trial"

@@ -244,12 +244,27 @@ def _study_section(s: StudyData, data: ReportData, figures: _Figures) -> str:
         history.update_xaxes(title_text="trial", tickformat="d", dtick=max(1, len(complete) // 10))
         out.append(figures.embed(history, f"Optimisation history: {s.name}"))
         out.append(_importances(s, len(complete), figures))
-        out.append(figures.embed(optuna.visualization.plot_slice(s.study, target_name="validation MAP@R"),
-                                 f"Slice plot: {s.name}"))
+        out.append(figures.embed(_slice_plot(s.study), f"Slice plot: {s.name}"))
         out.append(_best_params(s))
     out.append(_curves(s, data, figures))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _slice_plot(study: optuna.Study) -> go.Figure:
+    """Optuna's slice plot with its trial colours numbered from 1 on an integer-ticked colour bar (Optuna's bar is a
+    continuous 0-based scale: "trial 2.5")."""
+    figure = optuna.visualization.plot_slice(study, target_name="validation MAP@R")
+    by_trial = [trace for trace in figure.data if isinstance(trace.marker.color, (tuple, list))]
+    numbers = [n + 1 for trace in by_trial for n in trace.marker.color]
+    if numbers:
+        low, high = min(numbers), max(numbers)
+        for trace in by_trial:
+            trace.marker.color = [n + 1 for n in trace.marker.color]
+            trace.marker.cmin, trace.marker.cmax = low, high
+            trace.marker.colorbar.update(title_text="trial", tickformat="d", dtick=max(1, math.ceil((high - low) / 8)),
+                                         tick0=1)
+    return figure
 
 
 def _importances(s: StudyData, n_complete: int, figures: _Figures) -> str:
