@@ -20,12 +20,16 @@ def run_benchmark(args: list[str], env: dict, cwd: Path, timeout: float = 300) -
     return subprocess.run([BENCHMARK, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def synthetic_config(size: str = TINY_SYNTHETIC):
+    """The library's ``SyntheticConfig`` of a ``size`` (CLASSESxPER_CLASS) synthetic dataset."""
+    from benchmark.data.synthetic import config_for_size
+
+    return config_for_size(size)
+
+
 def generate_synthetic(root: Path, size: str) -> Path:
     """Generate a ``size`` (CLASSESxPER_CLASS) synthetic dataset under ``root``, through the real loader."""
-    from unittest import mock
-
     from benchmark.data import get_dataset
 
-    with mock.patch.dict("os.environ", {"BENCHMARK_SYNTHETIC_SIZE": size}):
-        get_dataset("synthetic", root)
+    get_dataset("synthetic", root, synthetic_config(size))
     return root

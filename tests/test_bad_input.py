@@ -9,7 +9,7 @@ import pytest
 
 from _pg import pg_url  # noqa: F401 - the fixture
 from _results_helpers import RUN_IDENTITY, both_modes
-from _tiny import run_benchmark
+from _tiny import run_benchmark, synthetic_config
 from benchmark.cli import main
 from benchmark.config import protocol_for
 from benchmark.data import get_dataset
@@ -178,7 +178,7 @@ def test_other_protocol_settings_are_refused_by_tune_and_test(tiny_env, tmp_path
     stored = protocol_for("quick", "synthetic", max_epochs=3).to_dict()
     del stored["batch_sampler"]  # as written before the setting existed: read as its default
     study.set_user_attr("protocol", stored)
-    study.set_user_attr("split_hash", make_splits(get_dataset("synthetic", tiny_env["BENCHMARK_DATA_ROOT"])).hash)
+    study.set_user_attr("split_hash", make_splits(get_dataset("synthetic", tiny_env["BENCHMARK_DATA_ROOT"], synthetic_config())).hash)
     capsys.readouterr()
     for command in (TUNE + ["--trials", "1"], ["test", *TUNE[1:], "--reproductions", "1"]):
         code = main([*command, "--storage", url, "--set", "max_epochs=2"])

@@ -66,7 +66,8 @@ def test_tune_without_imagenet_weights_fails_before_any_study(tmp_path, capsys, 
     db = tmp_path / "s.db"
     assert main(["tune", "--loss", "contrastive", "--dataset", "cub200", "--data-root", str(tmp_path / "data"),
                  "--storage", f"sqlite:///{db}"]) == 2
-    assert "ImageNet weights for bninception not found" in _error(capsys)
+    error = _error(capsys)
+    assert "ImageNet weights for bninception not found" in error and str(tmp_path / "no-weights") in error
     assert not db.exists()
 
 

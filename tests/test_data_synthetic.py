@@ -8,15 +8,18 @@ import json
 import numpy as np
 import pytest
 
+from benchmark.cli._common import SYNTHETIC_SIZE_ENV as SIZE_ENV
 from benchmark.data import get_dataset, make_splits
 from benchmark.data import synthetic
-from benchmark.data.synthetic import SIZE_ENV, SyntheticConfig, ensure_synthetic
+from benchmark.data.synthetic import SyntheticConfig, config_for_size, ensure_synthetic
 from _data_helpers import SMALL_SYNTHETIC, run_cli
+
+SMALL = config_for_size(SMALL_SYNTHETIC)
 
 
 @pytest.fixture(autouse=True)
 def small(monkeypatch):
-    monkeypatch.setenv(SIZE_ENV, SMALL_SYNTHETIC)
+    monkeypatch.setenv(SIZE_ENV, SMALL_SYNTHETIC)  # what the CLI reads
 
 
 def _digest(folder) -> str:
@@ -25,7 +28,7 @@ def _digest(folder) -> str:
 
 
 def test_generated_once_in_the_folder_layout(tmp_path, monkeypatch):
-    dataset = get_dataset("synthetic", tmp_path)
+    dataset = get_dataset("synthetic", tmp_path, SMALL)
     root = tmp_path / "synthetic"
     assert dataset.root == root and len(dataset) == 16 * 4
     assert dataset.class_ids.tolist() == list(range(16))
@@ -38,7 +41,7 @@ def test_generated_once_in_the_folder_layout(tmp_path, monkeypatch):
         raise AssertionError("regenerated although the manifest matches")
 
     monkeypatch.setattr(synthetic, "generate", fail)
-    assert get_dataset("synthetic", tmp_path).paths == dataset.paths
+    assert get_dataset("synthetic", tmp_path, SMALL).paths == dataset.paths
 
 
 def test_deterministic_and_regenerated_when_the_manifest_differs(tmp_path):
@@ -71,7 +74,7 @@ def test_verify_and_splits_via_cli(tmp_path):
     data = json.loads(out)
     assert data["test"] == list(range(8, 16))
     assert [fold["val"] for fold in data["folds"]] == [[6, 7], [0, 1], [2, 3], [4, 5]]
-    assert data["hash"] == make_splits(get_dataset("synthetic", tmp_path)).hash
+    assert data["hash"] == make_splits(get_dataset("synthetic", tmp_path, SMALL)).hash
 
 
 def test_bad_size_setting_is_one_line(tmp_path, monkeypatch):

@@ -46,3 +46,16 @@ def test_no_module_imports_a_higher_layer():
             if LAYER[target[1]] >= LAYER[own]:
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
     assert not upward, "imports of the same or a higher layer:\n" + "\n".join(upward)
+
+
+def test_only_the_cli_reads_the_environment():
+    """Environment variables are read at the edge (benchmark/cli/) and passed down as typed arguments."""
+    readers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv") or \
+                    isinstance(node, ast.Constant) and node.value in ("os.environ", "os.getenv"):
+                readers.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not readers, "environment read or patched below the CLI:\n" + "\n".join(readers)

@@ -14,10 +14,9 @@ from benchmark.models import TRUNKS, EmbeddingModel, build_model, build_trunk, f
 
 @pytest.fixture
 def empty_weight_dirs(tmp_path, monkeypatch):
-    """No weight file anywhere: an empty $BENCHMARK_WEIGHTS_DIR and an empty torch hub folder."""
+    """No weight file anywhere: an empty weights folder (passed as ``weights_dir``) and an empty torch hub folder."""
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
-    monkeypatch.setenv("BENCHMARK_WEIGHTS_DIR", str(weights_dir))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return weights_dir
 
@@ -77,7 +76,7 @@ def test_bninception_weights_round_trip(empty_weight_dirs):
             module.running_var.uniform_(0.5, 2.0)
     cadene_style_file(source, empty_weight_dirs / "bn_inception-52deb4733.pth")
 
-    loaded = build_trunk("bninception", "imagenet").eval()  # found through $BENCHMARK_WEIGHTS_DIR
+    loaded = build_trunk("bninception", "imagenet", empty_weight_dirs).eval()  # found in the weights folder
     explicit = build_trunk("bninception", str(empty_weight_dirs / "bn_inception-52deb4733.pth"))
     for key, value in source.state_dict().items():
         if not key.endswith("num_batches_tracked"):
@@ -93,7 +92,7 @@ def test_googlenet_imagenet_file_matches_torchvision_pipeline(empty_weight_dirs)
     torch.manual_seed(2)
     reference = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False)
     torch.save(reference.state_dict(), empty_weight_dirs / "googlenet-1378be20.pth")
-    trunk = build_trunk("googlenet", "imagenet").eval()
+    trunk = build_trunk("googlenet", "imagenet", empty_weight_dirs).eval()
     reference.fc = nn.Identity()
     reference.eval()
     x = torch.rand(2, 3, 64, 64)
@@ -110,7 +109,7 @@ def test_googlenet_imagenet_file_matches_torchvision_pipeline(empty_weight_dirs)
 ])
 def test_missing_imagenet_weights_say_where_to_put_them(empty_weight_dirs, name, file_name):
     with pytest.raises(UserError) as error:
-        build_trunk(name, "imagenet")
+        build_trunk(name, "imagenet", empty_weight_dirs)
     message = str(error.value)
     assert file_name in message and str(empty_weight_dirs) in message and "--weights none" in message
     assert "\n" not in message
@@ -130,7 +129,7 @@ def test_bad_weight_files_are_user_errors(tmp_path):
 
 
 def test_small_cnn_has_no_imagenet_weights_and_starts_random(empty_weight_dirs):
-    assert build_trunk("small_cnn", "imagenet").output_dim == 128
+    assert build_trunk("small_cnn", "imagenet", empty_weight_dirs).output_dim == 128
 
 
 def test_embedding_model_outputs_raw_embeddings():

@@ -7,6 +7,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from _tiny import synthetic_config
 from benchmark.config import protocol_for
 from benchmark.errors import UserError
 from benchmark.search_space import load_search_space
@@ -84,7 +85,7 @@ def _experiment(data_root, **settings):
     return Experiment.create(
         dataset_name="synthetic", loss_name="multi_similarity", protocol=protocol,
         search_space=load_search_space("multi_similarity", "synthetic"), data_root=data_root,
-        device=torch.device("cpu"), weights="none", num_workers=0)
+        device=torch.device("cpu"), weights="none", num_workers=0, synthetic=synthetic_config())
 
 
 def test_tuner_reports_fold_0_epochs_and_folds_and_records_its_pruner(tiny_env, tiny_data_root, tmp_path):

@@ -16,7 +16,7 @@ from benchmark.data.samplers import (
 )
 from benchmark.data.samplers.registry import SPACE_FOLDER
 from benchmark.errors import UserError
-from benchmark.search_space import default_directory, load_search_space_file
+from benchmark.search_space import load_search_space_file, shipped_directory
 
 CLASSES, PER_CLASS = 12, 6
 LABELS = np.repeat(np.arange(CLASSES) * 10 + 3, PER_CLASS)  # labels need not be 0..C-1
@@ -208,7 +208,7 @@ def test_representative_space_and_defaults():
     period = space["period"]
     assert (period.type, period.low, period.high, period.log, period.default) == ("int", 1, 100, True, 10)
     assert (space["hard_class_share"].low, space["hard_class_share"].high) == (0.0, 1.0)
-    path = default_directory() / SPACE_FOLDER / "representative.yaml"
+    path = shipped_directory() / SPACE_FOLDER / "representative.yaml"
     assert "Alternating Projections" in load_search_space_file(path).source
     sampler = build_batch_sampler("representative", LABELS, batch_size=8, m_per_class=2, iterations=4,
                                   params={"period": 2}, seed=1)

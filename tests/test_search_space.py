@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import shutil
@@ -11,8 +12,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.search_space import ENV_VAR, available_losses, default_directory, load_search_space
+from benchmark.search_space import available_losses, load_search_space, shipped_directory
 
 REFERENCE = Path(__file__).resolve().parent.parent / "benchmark" / "reference"
 MLRC_DATASETS = ("cub200", "cars196", "sop")
@@ -181,14 +183,14 @@ def test_fingerprint_is_stable_and_tracks_ranges_only(tmp_path):
     assert load_search_space("arcface", "cub200").fingerprint() != load_search_space("arcface", "sop").fingerprint()
     # Different optima but the same ranges: the same search.
     assert load_search_space("arcface", "cub200").fingerprint() == load_search_space("arcface", "cars196").fingerprint()
-    text = (default_directory() / "triplet.yaml").read_text()
+    text = (shipped_directory() / "triplet.yaml").read_text()
     (tmp_path / "triplet.yaml").write_text(text.replace("triplet should exceed", "triplet must exceed"))
     edited = load_search_space("triplet", "cub200", tmp_path)
     assert edited.fingerprint() == load_search_space("triplet", "cub200").fingerprint()
 
 
 def test_the_schedule_block_is_defined_once_and_attached_to_every_scale_bearing_loss(tmp_path):
-    shutil.copytree(default_directory(), tmp_path, dirs_exist_ok=True)
+    shutil.copytree(shipped_directory(), tmp_path, dirs_exist_ok=True)
     # A new scale-bearing loss declares its cosine_scale and gets the schedule parameters without a copy.
     (tmp_path / "my_scaled.yaml").write_text("source: test\ncosine_scale: {parameter: s}\n"
                                              "params:\n  s: {type: float, low: 1, high: 64, log: true, default: 16}\n")
@@ -284,8 +286,13 @@ def test_unknown_loss_lists_the_available_ones(tmp_path):
         available_losses(tmp_path / "missing")
 
 
-def test_environment_variable_points_at_another_folder(tmp_path, monkeypatch):
+def test_the_cli_environment_variable_points_at_another_folder(tmp_path, monkeypatch, capsys):
     _write(tmp_path, _GOOD)
-    monkeypatch.setenv(ENV_VAR, str(tmp_path))
-    assert available_losses() == ("toy",)
-    assert load_search_space("toy", "cub200").path == tmp_path / "toy.yaml"
+    monkeypatch.setenv("BENCHMARK_SEARCH_SPACES", str(tmp_path))
+    assert main(["losses", "show", "toy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["search_space_file"] == str(tmp_path / "toy.yaml")
+    assert load_search_space("triplet", "cub200").path.parent == shipped_directory()  # the library reads no variable
+    monkeypatch.setenv("BENCHMARK_SEARCH_SPACES", str(tmp_path / "missing"))
+    assert main(["losses", "show", "triplet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: $BENCHMARK_SEARCH_SPACES=") and "is not a folder" in err and err.count("\n") == 1

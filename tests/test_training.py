@@ -104,10 +104,9 @@ def learnable_data_root(tmp_path_factory):
     ("arcface", {"loss_lr": "0.001", "scale": "16", "margin": "10"}),
     ("contrastive", {"pos_margin": "0", "neg_margin": "0.5"}),
 ])
-def test_training_beats_the_untrained_model(learnable_data_root, monkeypatch, loss, params):
-    monkeypatch.setenv("BENCHMARK_SYNTHETIC_SIZE", "60x12")
-    experiment = make_experiment(learnable_data_root, loss=loss, iterations_per_epoch=12, max_epochs=4,
-                                 save_interval=4, patience=4)
+def test_training_beats_the_untrained_model(learnable_data_root, loss, params):
+    experiment = make_experiment(learnable_data_root, loss=loss, size="60x12", iterations_per_epoch=12,
+                                 max_epochs=4, save_interval=4, patience=4)
     _, _, result = train_fold(experiment, params)
     untrained = result.untrained_metrics["mean_average_precision_at_r"]
     trained = result.best_metrics["mean_average_precision_at_r"]

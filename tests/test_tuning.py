@@ -15,7 +15,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from _tiny import BENCHMARK, TINY_PROTOCOL, run_benchmark
+from _tiny import BENCHMARK, TINY_PROTOCOL, run_benchmark, synthetic_config
 from benchmark.results import load_runs, load_test_results, summarize_test_results
 from benchmark.search_space import load_search_space
 from benchmark.tuning.pruning import fold_step
@@ -168,7 +168,7 @@ def test_a_trial_whose_database_connection_is_cut_is_requeued_and_the_study_goes
     experiment = Experiment.create(
         dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol,
         search_space=load_search_space("proxy_anchor", "synthetic"), data_root=tiny_data_root,
-        device=torch.device("cpu"), weights="none", num_workers=0)
+        device=torch.device("cpu"), weights="none", num_workers=0, synthetic=synthetic_config())
     url = f"sqlite:///{tmp_path / 'bench.db'}"
     summary = Tuner(experiment, url, url, total_trials=2, sampler="random", pruner="none", seed=0).run()
 
@@ -262,7 +262,7 @@ def test_concatenated_embeddings_are_the_four_normalised_parts(tiny_env, tiny_da
     experiment = Experiment.create(
         dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol_for("quick", "synthetic"),
         search_space=load_search_space("proxy_anchor", "synthetic"), data_root=tiny_data_root,
-        device=torch.device("cpu"), weights="none")
+        device=torch.device("cpu"), weights="none", synthetic=synthetic_config())
     trainer = experiment.trainer(experiment.search_space.defaults())
     states = []
     for seed in range(4):  # four different (untrained) fold models

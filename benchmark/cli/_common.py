@@ -20,6 +20,41 @@ def default_data_root() -> Path:
     return Path(env) if env else Path(user_cache_dir("benchmark")) / "data"
 
 
+SYNTHETIC_SIZE_ENV = "BENCHMARK_SYNTHETIC_SIZE"
+WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
+SEARCH_SPACES_ENV = "BENCHMARK_SEARCH_SPACES"
+
+
+def synthetic_config():
+    """The size of the generated ``synthetic`` dataset: ``$BENCHMARK_SYNTHETIC_SIZE=CLASSESxPER_CLASS`` (e.g. 16x6)
+    shrinks it, for tests and demos."""
+    from benchmark.data.synthetic import SyntheticConfig, config_for_size
+
+    value = os.environ.get(SYNTHETIC_SIZE_ENV)
+    if not value:
+        return SyntheticConfig()
+    try:
+        return config_for_size(value)
+    except ValueError as error:
+        raise UserError(f"{SYNTHETIC_SIZE_ENV}={value!r} {error}") from None
+
+
+def weights_dir() -> Path | None:
+    """``$BENCHMARK_WEIGHTS_DIR``: searched for ImageNet weight files before the torch hub folder."""
+    env = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(env) if env else None
+
+
+def search_space_directory() -> Path | None:
+    """``$BENCHMARK_SEARCH_SPACES``: a folder of ``<loss>.yaml`` files used instead of the shipped ones."""
+    env = os.environ.get(SEARCH_SPACES_ENV)
+    if not env:
+        return None
+    if not Path(env).is_dir():
+        raise UserError(f"${SEARCH_SPACES_ENV}={env} is not a folder; expected a folder of <loss>.yaml files")
+    return Path(env)
+
+
 def add_data_root(parser) -> None:
     parser.add_argument(
         "--data-root",
@@ -126,13 +161,14 @@ def experiment_from_args(args):
     if args.batch_sampler is not None:
         overrides["batch_sampler"] = args.batch_sampler
     protocol = protocol_from_args(args.protocol, args.dataset, overrides, loss=args.loss)
-    search_space = load_loss_space(args.loss, search_space_section(args.protocol, args.dataset))
+    search_space = load_loss_space(args.loss, search_space_section(args.protocol, args.dataset),
+                                   search_space_directory())
     if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
         raise UserError(f"--workers must be from 0 to {MAX_WORKERS}, got {args.workers}")
     weights = args.weights or default_weights(protocol.name)
     from benchmark.models.trunks import check_weights
 
-    check_weights(protocol.trunk, weights)  # before any data is read or study created
+    check_weights(protocol.trunk, weights, weights_dir())  # before any data is read or study created
     return Experiment.create(
         dataset_name=args.dataset,
         loss_name=args.loss,
@@ -145,6 +181,8 @@ def experiment_from_args(args):
         num_workers=args.workers,
         study_prefix=study_prefix(args),
         compile=args.compile,
+        weights_dir=weights_dir(),
+        synthetic=synthetic_config(),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from benchmark.cli._common import add_data_root, data_root
+from benchmark.cli._common import add_data_root, data_root, synthetic_config
 from benchmark.data.splits import SCHEMES
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _verify(args) -> int:
     from benchmark.data.cache import decode_image
     from benchmark.data.registry import get_dataset
 
-    dataset = get_dataset(args.name, data_root(args))
+    dataset = get_dataset(args.name, data_root(args), synthetic_config())
     for i, path in enumerate(dataset.paths, 1):
         decode_image(path)
         if i % 5000 == 0:
@@ -69,7 +69,7 @@ def _splits(args) -> int:
     from benchmark.data.registry import get_dataset
     from benchmark.data.splits import make_splits
 
-    splits = make_splits(get_dataset(args.name, data_root(args)), args.scheme)
+    splits = make_splits(get_dataset(args.name, data_root(args), synthetic_config()), args.scheme)
     if args.json:
         print(splits.to_json())
         return 0

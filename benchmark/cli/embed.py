@@ -98,7 +98,7 @@ def _split_images(meta: dict, split: str, data_root: Path):
     from benchmark.data import get_dataset
     from benchmark.data.splits import check_split_hash, make_splits
 
-    dataset = get_dataset(meta["dataset"], data_root)
+    dataset = get_dataset(meta["dataset"], data_root, _common.synthetic_config())
     splits = make_splits(dataset, meta["split_scheme"])
     check_split_hash(meta["split_hash"], splits.hash)
     test = np.isin(dataset.labels, np.asarray(splits.test))

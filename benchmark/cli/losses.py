@@ -29,7 +29,7 @@ def describe(name: str, dataset: str = "") -> dict:
     from benchmark.losses.plugins import find_plugin
     from benchmark.losses.spaces import load_loss_space
 
-    space = load_loss_space(name, dataset)
+    space = load_loss_space(name, dataset, _common.search_space_directory())
     plugin = find_plugin(name)
     if plugin is None:
         code = {"origin": "built-in", "file": "benchmark/losses/registry.py"}

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from benchmark.data.dataset import ImageDataset
-from benchmark.data.synthetic import config_from_env, ensure_synthetic
+from benchmark.data.synthetic import SyntheticConfig, ensure_synthetic
 from benchmark.errors import UserError, did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class DatasetSpec:
     recall_at: tuple[int, ...] = (1, 2, 4, 8)
     # MLRC published figures for it (benchmark/reference/): the report shows them beside ours.
     mlrc_reference: bool = False
+    # Generated (synthetic) rather than read: get_dataset writes <data_root>/<name> from its SyntheticConfig first.
+    generated: bool = False
 
 
 def _locate(spec_name: str, data_root: Path, candidates: list[Path], markers: list[str]) -> Path:
@@ -192,7 +194,7 @@ def _load_folder(data_root: Path) -> ImageDataset:
 
 
 def _load_synthetic(data_root: Path) -> ImageDataset:
-    return scan_folder("synthetic", ensure_synthetic(data_root / "synthetic", config_from_env()))
+    return scan_folder("synthetic", data_root / "synthetic")
 
 
 _SPECS = [
@@ -256,6 +258,7 @@ _SPECS = [
         layout="synthetic/<class>/<n>.png and synthetic/manifest.json (generated)",
         source="generated locally on first use (nothing to download)",
         load=_load_synthetic,
+        generated=True,
     ),
 ]
 
@@ -269,8 +272,12 @@ def get_spec(name: str) -> DatasetSpec:
         raise UserError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; expected one of: {', '.join(DATASETS)}") from None
 
 
-def get_dataset(name: str, data_root: Path) -> ImageDataset:
-    """Read dataset ``name`` from ``data_root`` (generating ``synthetic`` on first use)."""
-    dataset = get_spec(name).load(Path(data_root).expanduser())
+def get_dataset(name: str, data_root: Path, synthetic: SyntheticConfig = SyntheticConfig()) -> ImageDataset:
+    """Read dataset ``name`` from ``data_root``; ``synthetic`` is generated there on first use, at that size."""
+    spec = get_spec(name)
+    data_root = Path(data_root).expanduser()
+    if spec.generated:
+        ensure_synthetic(data_root / name, synthetic)
+    dataset = spec.load(data_root)
     logger.debug("%s: %d images, %d classes under %s", name, len(dataset), len(dataset.class_ids), dataset.root)
     return dataset

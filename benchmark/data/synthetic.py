@@ -38,7 +38,6 @@ logger = logging.getLogger(__name__)
 # Bump whenever the drawing changes, so existing copies are regenerated.
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
-SIZE_ENV = "BENCHMARK_SYNTHETIC_SIZE"
 
 # Shared by object parts and clutter, so colour alone never identifies a class.
 _PALETTE = np.array(
@@ -65,14 +64,11 @@ class SyntheticConfig:
         return {"generator_version": GENERATOR_VERSION, **asdict(self)}
 
 
-def config_from_env() -> SyntheticConfig:
-    """``$BENCHMARK_SYNTHETIC_SIZE=CLASSESxPER_CLASS`` (e.g. ``16x6``) shrinks the set, for tests and demos."""
-    value = os.environ.get(SIZE_ENV)
-    if not value:
-        return SyntheticConfig()
+def config_for_size(value: str) -> SyntheticConfig:
+    """``CLASSESxPER_CLASS`` (e.g. ``16x6``): a smaller set, for tests and demos; ValueError says what is wrong."""
     classes, sep, per_class = value.lower().partition("x")
     if not (sep and classes.isdigit() and per_class.isdigit() and int(classes) >= 2 and int(per_class) >= 2):
-        raise UserError(f"{SIZE_ENV}={value!r} is not of the form CLASSESxPER_CLASS with both >= 2, e.g. 16x6")
+        raise ValueError("is not of the form CLASSESxPER_CLASS with both >= 2, e.g. 16x6")
     return SyntheticConfig(classes=int(classes), per_class=int(per_class))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
@@ -88,7 +89,8 @@ _BATCHNORM: dict[str, Callable[[nn.Module], nn.Module]] = {
 BATCHNORM_MODES: tuple[str, ...] = tuple(_BATCHNORM)
 
 
-def build_model(protocol: Protocol, weights: str = "imagenet") -> EmbeddingModel:
-    """The protocol's trunk (with ``weights``) and embedding layer, its BatchNorm layers as the protocol says."""
-    model = EmbeddingModel(build_trunk(protocol.trunk, weights), protocol.embedding_size)
+def build_model(protocol: Protocol, weights: str = "imagenet", weights_dir: Path | None = None) -> EmbeddingModel:
+    """The protocol's trunk (with ``weights``, see ``build_trunk``) and embedding layer, its BatchNorm layers as the
+    protocol says."""
+    model = EmbeddingModel(build_trunk(protocol.trunk, weights, weights_dir), protocol.embedding_size)
     return _BATCHNORM[protocol.batchnorm](model)

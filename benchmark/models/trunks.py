@@ -2,13 +2,13 @@
 
 Every trunk takes float RGB images in [0, 1] ([B, 3, H, W]), normalises them the way its weights expect inside
 ``forward``, and has an ``output_dim`` attribute. Weights are never downloaded: ``"imagenet"`` looks for the file
-the original code would have downloaded in ``$BENCHMARK_WEIGHTS_DIR`` or the torch hub checkpoint folder.
+the original code would have downloaded in the caller's ``weights_dir`` (the CLI's ``$BENCHMARK_WEIGHTS_DIR``) or the
+torch hub checkpoint folder.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,14 +124,14 @@ TRUNKS: dict[str, TrunkSpec] = _TrunkRegistry({
 })
 
 
-def weight_dirs() -> list[Path]:
-    """Folders searched for ImageNet weight files, in order."""
-    dirs = [Path(os.environ["BENCHMARK_WEIGHTS_DIR"])] if os.environ.get("BENCHMARK_WEIGHTS_DIR") else []
-    return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
+def weight_dirs(weights_dir: Path | None = None) -> list[Path]:
+    """Folders searched for ImageNet weight files, in order: ``weights_dir``, then torch hub's checkpoints."""
+    return [*([Path(weights_dir)] if weights_dir else []), Path(torch.hub.get_dir()) / "checkpoints"]
 
 
-def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
-    """Trunk ``name`` with ``weights``: ``"imagenet"``, ``"none"`` (random init) or the path of a state-dict file."""
+def build_trunk(name: str, weights: str = "imagenet", weights_dir: Path | None = None) -> nn.Module:
+    """Trunk ``name`` with ``weights``: ``"imagenet"`` (its file found in ``weight_dirs(weights_dir)``), ``"none"``
+    (random init) or the path of a state-dict file."""
     if is_timm(name):
         return build_timm_trunk(name, weights)
     if name not in TRUNKS:
@@ -144,7 +144,7 @@ def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
         if spec.imagenet_file is None:
             logger.info("trunk %s has no ImageNet weights; it starts from random initialisation", name)
             return trunk
-        path = _find_imagenet_file(name, spec)
+        path = _find_imagenet_file(name, spec, weights_dir)
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -154,7 +154,7 @@ def build_trunk(name: str, weights: str = "imagenet") -> nn.Module:
     return trunk
 
 
-def check_weights(name: str, weights: str) -> None:
+def check_weights(name: str, weights: str, weights_dir: Path | None = None) -> None:
     """The error ``build_trunk`` would raise for missing weights, without building anything: commands call it
     at the edge, before they read data or create a study."""
     if is_timm(name):
@@ -163,7 +163,7 @@ def check_weights(name: str, weights: str) -> None:
         return
     spec = TRUNKS[name]
     if weights == "imagenet" and spec.imagenet_file is not None:
-        _find_imagenet_file(name, spec)
+        _find_imagenet_file(name, spec, weights_dir)
     elif weights not in ("imagenet", "none"):
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -171,8 +171,8 @@ def check_weights(name: str, weights: str) -> None:
         read_state_dict(path)  # a file that is no state dict fails here, not in the middle of the first trial
 
 
-def _find_imagenet_file(name: str, spec: TrunkSpec) -> Path:
-    dirs = weight_dirs()
+def _find_imagenet_file(name: str, spec: TrunkSpec, weights_dir: Path | None) -> Path:
+    dirs = weight_dirs(weights_dir)
     for folder in dirs:
         if (folder / spec.imagenet_file).is_file():
             return folder / spec.imagenet_file

@@ -28,7 +28,7 @@ from benchmark.config import protocol_for
 from benchmark.data.cache import DecodedImageCache
 from benchmark.data.registry import get_dataset
 from benchmark.data.splits import make_splits
-from benchmark.data.synthetic import SIZE_ENV
+from benchmark.data.synthetic import config_for_size
 from benchmark.data.transforms import eval_transform, to_model_input, train_transform
 from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.models import build_model
@@ -49,10 +49,7 @@ def compare(data_root: Path, size: str = "60x12", epochs: int = 4, repeats: int 
 
 
 def _compare(data_root: Path, size: str, epochs: int, repeats: int, seed: int) -> dict:
-    from unittest import mock
-
-    with mock.patch.dict("os.environ", {SIZE_ENV: size}):
-        dataset = get_dataset("synthetic", data_root)
+    dataset = get_dataset("synthetic", data_root, config_for_size(size))
     protocol = replace(protocol_for("quick", "synthetic"), max_epochs=epochs, patience=epochs + 1)
     data = fold_data(dataset.paths, dataset.labels, make_splits(dataset, "mlrc"), 0)
     cache = DecodedImageCache(data_root, protocol.resize)

@@ -38,20 +38,18 @@ def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "m
     """Train ``pool`` random configurations on every fold; per configuration its folds' curves and results."""
     import optuna
     import torch
-    from unittest import mock
 
     from benchmark.config import protocol_for
-    from benchmark.data.synthetic import SIZE_ENV
+    from benchmark.data.synthetic import config_for_size
     from benchmark.search_space import load_search_space
     from benchmark.training.experiment import Experiment
     from benchmark.training.fold import fold_data
     from benchmark.training.seeding import derive_seed
 
-    with mock.patch.dict("os.environ", {SIZE_ENV: size}):
-        experiment = Experiment.create(
-            dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **overrides),
-            search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
-            weights="none", num_workers=0)
+    experiment = Experiment.create(
+        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **overrides),
+        search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
+        weights="none", num_workers=0, synthetic=config_for_size(size))
     drawer = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     run = experiment.fold_run
     configs = []

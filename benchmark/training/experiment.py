@@ -17,6 +17,7 @@ from benchmark.data.registry import get_spec
 from benchmark.data.cache import DecodedImageCache
 from benchmark.data.samplers import batch_sampler_space
 from benchmark.data.splits import Splits, make_splits
+from benchmark.data.synthetic import SyntheticConfig
 from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace
 from benchmark.training.fold import FoldTrainer
@@ -41,6 +42,7 @@ class Experiment:
     # empty memo and re-read every image from disk.
     _cache: DecodedImageCache | None = field(default=None, repr=False, compare=False)
     weights_id: str = ""  # imagenet | none | sha256:<hex> of the weights file (config.weights_identity)
+    weights_dir: Path | None = None  # searched for ImageNet weight files before the torch hub folder
 
     def __post_init__(self):
         if not self.weights_id:
@@ -59,14 +61,16 @@ class Experiment:
 
     @classmethod
     def create(cls, *, dataset_name, loss_name, protocol, search_space, data_root, device, weights,
-               split_scheme="mlrc", num_workers=None, compile=False, study_prefix="") -> "Experiment":
+               split_scheme="mlrc", num_workers=None, compile=False, study_prefix="", weights_dir=None,
+               synthetic=SyntheticConfig()) -> "Experiment":
+        """``synthetic``: the size of the generated ``synthetic`` dataset (ignored by the others)."""
         # The batch sampler's own hyperparameters (e.g. the representatives' period) are searched with the loss's.
         extra = batch_sampler_space(protocol.batch_sampler)
         clash = sorted(set(extra) & set(search_space.params))
         if clash:
             raise UserError(f"batch sampler {protocol.batch_sampler} and loss {loss_name} both define {clash}")
         search_space = replace(search_space, params={**search_space.params, **extra})
-        dataset = get_dataset(dataset_name, data_root)
+        dataset = get_dataset(dataset_name, data_root, synthetic)
         splits = make_splits(dataset, split_scheme)
         return cls(
             dataset_name=dataset_name,
@@ -81,6 +85,7 @@ class Experiment:
             num_workers=num_workers,
             study_prefix=study_prefix,
             compile=compile,
+            weights_dir=weights_dir,
         )
 
     @property
@@ -114,6 +119,7 @@ class Experiment:
             self.device,
             self.cache(),
             weights=self.weights,
+            weights_dir=self.weights_dir,
             num_workers=self.num_workers,
             on_epoch=on_epoch,
             compile=self.compile,

@@ -4,13 +4,10 @@ validation metrics, bit-reproducible on a CPU. The comparison with a baseline is
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 from benchmark.config import protocol_for
-from benchmark.data.synthetic import SIZE_ENV
 from benchmark.evaluation.registry import METRICS
 from benchmark.search_space import load_search_space
 
@@ -34,19 +31,18 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
     """Train the fixed benchmark in a temporary data root: ``val/<metric>`` (mean over the folds) and
     ``val/fold<N>/<metric>`` for every metric of the metric table."""
     # Imported here: `check` without --run reads RUN_SETTINGS and needs no torch.
+    from benchmark.data.synthetic import config_for_size
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
     from benchmark.training.run import run_folds
 
-    # The synthetic set's size reaches the data registry through its variable, as it does from the CLI.
-    with tempfile.TemporaryDirectory(prefix="benchmark-check-") as root, \
-            mock.patch.dict(os.environ, {SIZE_ENV: settings["synthetic_size"]}):
+    with tempfile.TemporaryDirectory(prefix="benchmark-check-") as root:
         space = load_search_space(settings["loss"], settings["dataset"])
         experiment = Experiment.create(
             dataset_name=settings["dataset"], loss_name=settings["loss"],
             protocol=protocol_for(settings["protocol"], settings["dataset"], **settings["protocol_overrides"]),
             search_space=space, data_root=Path(root), device=resolve_device(settings["device"]),
-            weights=settings["weights"], num_workers=0,
+            weights=settings["weights"], num_workers=0, synthetic=config_for_size(settings["synthetic_size"]),
         )
         params = {**space.defaults(), **settings["params"]}
         results = run_folds(experiment.trainer(params), experiment.fold_run, seed=settings["seed"],

@@ -14,6 +14,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -116,6 +117,7 @@ class FoldTrainer:
         num_workers: int | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
         compile: bool = False,
+        weights_dir: Path | None = None,
     ):
         self.protocol = protocol
         self.loss_name = loss_name
@@ -123,6 +125,7 @@ class FoldTrainer:
         self.device = device
         self.cache = cache
         self.weights = weights
+        self.weights_dir = weights_dir
         self.num_workers = num_workers if num_workers is not None else _default_workers(device)
         self.on_epoch = on_epoch
         # torch.compile of the model's forward (opt-in: compiling costs a minute or more per fold's first steps and
@@ -134,7 +137,7 @@ class FoldTrainer:
 
     # -- building blocks -------------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        model = build_model(self.protocol, weights=self.weights).to(self.device)
+        model = build_model(self.protocol, weights=self.weights, weights_dir=self.weights_dir).to(self.device)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         return model

@@ -19,9 +19,9 @@ from torch.utils.data import BatchSampler
 
 from benchmark.data.samplers.representative import RepresentativeBatchSampler
 from benchmark.errors import UserError
-from benchmark.search_space import ParamSpec, default_directory, load_search_space_file
+from benchmark.search_space import ParamSpec, load_search_space_file, shipped_directory
 
-SPACE_FOLDER = "batch_samplers"  # under the search-space folder; its top level lists losses only
+SPACE_FOLDER = "batch_samplers"  # under the shipped search-space folder; its top level lists losses only
 
 
 @runtime_checkable
@@ -82,7 +82,7 @@ def batch_sampler_space(name: str) -> dict[str, ParamSpec]:
     """The hyperparameters of batch sampler ``name`` and their search ranges; {} for one without any."""
     if not _spec(name).searched:
         return {}
-    return load_search_space_file(default_directory() / SPACE_FOLDER / f"{name}.yaml").params
+    return load_search_space_file(shipped_directory() / SPACE_FOLDER / f"{name}.yaml").params
 
 
 def build_batch_sampler(name: str, labels: np.ndarray, *, batch_size: int, m_per_class: int, iterations: int,
