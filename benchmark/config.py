@@ -17,9 +17,9 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 
-# MLRC validates every `save_interval` epochs and stops after `patience` epochs without improvement.
-_MLRC_VALIDATION = {"cub200": (2, 9), "cars196": (5, 14), "sop": (20, 39)}
-_MLRC_DEFAULT_VALIDATION = (2, 9)
+# MLRC validates every `save_interval` epochs and stops after `patience` epochs without improvement: (2, 9) unless
+# the dataset has its own schedule, which its DatasetSpec holds (benchmark/data/registry.py, above this module).
+MLRC_DEFAULT_VALIDATION = (2, 9)
 DEFAULT_BATCH_SAMPLER = "m_per_class"
 # Precisions below MLRC's fp32 (benchmark.models.precision): allowed, kept in studies of their own, and labelled not
 # comparable in the report.
@@ -156,15 +156,16 @@ def check_same_identity(stored: dict, current: dict, study: str) -> None:
                         "--weights/--space as it was created with, or another --storage")
 
 
-def protocol_for(name: str, dataset: str, classification_loss: bool = False, **overrides) -> Protocol:
-    """The preset ``name`` with MLRC's per-dataset validation schedule, the m per class MLRC used for a
-    classification-based loss (``classification_loss``: the loss registry knows which), and explicit ``overrides``
-    applied."""
+def protocol_for(name: str, *, validation: tuple[int, int] = MLRC_DEFAULT_VALIDATION,
+                 classification_loss: bool = False, **overrides) -> Protocol:
+    """The preset ``name`` with the dataset's MLRC ``validation`` schedule (interval, patience: the dataset
+    registry's ``mlrc_validation``), the m per class MLRC used for a classification-based loss
+    (``classification_loss``: the loss registry knows which), and explicit ``overrides`` applied."""
     if name not in _PRESETS:
         raise UserError(f"unknown protocol {name!r}; expected one of: {', '.join(_PRESETS)}")
     protocol = _PRESETS[name]
     if name in PRETRAINED_PRESETS:
-        interval, patience = _MLRC_VALIDATION.get(dataset, _MLRC_DEFAULT_VALIDATION)
+        interval, patience = validation
         protocol = replace(protocol, save_interval=interval, patience=patience)
     if classification_loss and name in _CLASSIFICATION_M_PER_CLASS:
         protocol = replace(protocol, m_per_class=_CLASSIFICATION_M_PER_CLASS[name])

@@ -15,7 +15,7 @@ def make_experiment(data_root, loss="multi_similarity", weights="none", size=TIN
     """An experiment on the ``size`` (CLASSESxPER_CLASS) synthetic set under ``data_root``."""
     settings = {"iterations_per_epoch": 2, "max_epochs": 2, "patience": 2, **protocol}
     return Experiment.create(
-        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **settings),
+        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", **settings),
         search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
         weights=weights, synthetic=synthetic_config(size),
     )

@@ -175,7 +175,7 @@ def test_other_protocol_settings_are_refused_by_tune_and_test(tiny_env, tmp_path
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/b.db"
     study = optuna.create_study(study_name="synthetic-proxy_anchor-quick", storage=url)
-    stored = protocol_for("quick", "synthetic", max_epochs=3).to_dict()
+    stored = protocol_for("quick", max_epochs=3).to_dict()
     del stored["batch_sampler"]  # as written before the setting existed: read as its default
     study.set_user_attr("protocol", stored)
     study.set_user_attr("split_hash", make_splits(get_dataset("synthetic", tiny_env["BENCHMARK_DATA_ROOT"], synthetic_config())).hash)

@@ -74,7 +74,7 @@ def test_resize_matches_torchvision_so_the_transform_resize_is_a_no_op():
 
 def test_imageset_with_protocol_transforms_is_reproducible(tmp_path, images):
     # Resize and crop pinned (not the preset's, which may change): the geometry below is worked out for them.
-    protocol = protocol_for("quick", "synthetic", resize=36, crop=32)
+    protocol = protocol_for("quick", resize=36, crop=32)
     cache = DecodedImageCache(tmp_path, protocol.resize)
     train = ImageSet(images, [7, 8, 9], train_transform(protocol), cache)
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def test_workers_share_the_disk_copy_instead_of_keeping_their_own_memo(tmp_path,
 
 
 def test_dataloader_workers_give_the_same_batches(tmp_path, images):
-    protocol = protocol_for("quick", "synthetic")
+    protocol = protocol_for("quick")
     cache = DecodedImageCache(tmp_path, protocol.resize)
     evaluation = ImageSet(images, [7, 8, 9], eval_transform(protocol), cache)
     inline = next(iter(torch.utils.data.DataLoader(evaluation, batch_size=3)))

@@ -43,8 +43,14 @@ def test_per_dataset_facts_are_read_from_the_dataset_spec(monkeypatch):
     from benchmark.report import collect
     from benchmark.training.experiment import Experiment
 
+    from benchmark.cli._common import protocol_from_args
+
     assert collect.REFERENCE_DATASETS == ("cub200", "cars196", "sop")
-    monkeypatch.setitem(DATASETS, "sop", replace(DATASETS["sop"], recall_at=(1, 5)))
+    monkeypatch.setitem(DATASETS, "sop", replace(DATASETS["sop"], recall_at=(1, 5), mlrc_validation=(3, 7)))
     experiment = Experiment.__new__(Experiment)
     experiment.dataset_name = "sop"
     assert experiment.recall_at == (1, 5)
+    sop = protocol_from_args("mlrc", "sop", {})
+    assert (sop.save_interval, sop.patience) == (3, 7)
+    unregistered = protocol_from_args("mlrc", "not_registered", {})  # MLRC's default schedule
+    assert (unregistered.save_interval, unregistered.patience) == (2, 9)

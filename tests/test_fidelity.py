@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmark.config import protocol_for
+from benchmark.data.registry import mlrc_validation
 from benchmark.search_space import load_search_space
 from benchmark.training.fold import FoldTrainer, fold_data
 from _training_helpers import make_experiment, train_fold
@@ -105,9 +106,9 @@ def test_mlrc_preset_trains_batchnorm_weights_with_frozen_statistics():
 
     from benchmark.models import build_model
 
-    assert protocol_for("mlrc", "cub200").batchnorm == "frozen_stats"
+    assert protocol_for("mlrc").batchnorm == "frozen_stats"
     torch.manual_seed(0)
-    model = build_model(protocol_for("quick", "cub200", batchnorm="frozen_stats"), weights="none").train()
+    model = build_model(protocol_for("quick", batchnorm="frozen_stats"), weights="none").train()
     layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     before = [(bn.running_mean.clone(), bn.weight.detach().clone()) for bn in layers]
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -124,7 +125,7 @@ def test_mlrc_preset_trains_batchnorm_weights_with_frozen_statistics():
 def test_mlrc_is_fp32_and_autocast_only_when_precision_says_so(tiny_env, tiny_data_root):
     from benchmark.models.precision import autocast, grad_scaler
 
-    assert protocol_for("mlrc", "cub200").precision == "fp32"
+    assert protocol_for("mlrc").precision == "fp32"
     linear = torch.nn.Linear(4, 4)
     with autocast("fp32", torch.device("cuda")):  # no autocast region on CUDA either
         assert not torch.is_autocast_enabled("cuda")
@@ -259,7 +260,7 @@ def test_margin_per_class_trains_from_the_command_line(tiny_env, capsys):
 def test_cub200_batch256_preset_has_its_own_ranges_and_optima():
     from benchmark.config import search_space_section
 
-    protocol = protocol_for("mlrc_batch256", "cub200", classification_loss=True)
+    protocol = protocol_for("mlrc_batch256", classification_loss=True)
     assert (protocol.batch_size, protocol.m_per_class, protocol.save_interval, protocol.patience) == (256, 4, 2, 9)
     assert protocol.lr == 1e-6 and protocol.batchnorm == "frozen_stats" and protocol.precision == "fp32"
     section = search_space_section("mlrc_batch256", "cub200")
@@ -285,9 +286,9 @@ def test_classification_losses_draw_one_image_per_class_in_mlrc(tiny_env):
 
     classification = {"proxy_nca", "normalized_softmax", "cosface", "arcface", "soft_triple", "proxy_anchor"}
     assert {loss for loss in available_losses() if is_classification_loss(loss)} == classification
-    assert protocol_for("mlrc", "cub200", classification_loss=True).m_per_class == 1
-    assert protocol_for("mlrc", "cub200").m_per_class == 4
-    assert protocol_for("quick", "cub200", classification_loss=True).m_per_class == 4
+    assert protocol_for("mlrc", classification_loss=True).m_per_class == 1
+    assert protocol_for("mlrc").m_per_class == 4
+    assert protocol_for("quick", classification_loss=True).m_per_class == 4
     for loss, m in (("proxy_nca", 1), ("margin_per_class", 4), ("contrastive", 4)):
         assert _common.protocol_from_args("mlrc", "cub200", {}, loss=loss).m_per_class == m
     parser = argparse.ArgumentParser()
@@ -424,7 +425,7 @@ def test_mlrc_preset_is_powerful_benchmarkers_config(dataset, interval, patience
     config_models/default.yaml, config_transforms/default.yaml, config_loss_and_miners/default.yaml."""
     from benchmark.config import default_weights
 
-    p = protocol_for("mlrc", dataset)
+    p = protocol_for("mlrc", validation=mlrc_validation(dataset))
     assert (p.trunk, default_weights("mlrc"), p.embedding_size) == ("bninception", "imagenet", 128)
     assert (p.batch_size, p.m_per_class, p.iterations_per_epoch, p.max_epochs) == (32, 4, 100, 1000)
     assert (p.lr, p.weight_decay, p.momentum) == (1e-6, 1e-4, 0.9)

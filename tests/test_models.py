@@ -133,7 +133,7 @@ def test_small_cnn_has_no_imagenet_weights_and_starts_random(empty_weight_dirs):
 
 
 def test_embedding_model_outputs_raw_embeddings():
-    model = build_model(protocol_for("quick", "cub200", embedding_size=64), weights="none").eval()
+    model = build_model(protocol_for("quick", embedding_size=64), weights="none").eval()
     assert isinstance(model, EmbeddingModel)
     assert model.embedder.in_features == 128 and model.embedder.out_features == 64
     with torch.no_grad():
@@ -148,7 +148,7 @@ def batchnorm_layers(model):
 
 def test_frozen_batchnorm_survives_train():
     torch.manual_seed(3)
-    model = build_model(protocol_for("quick", "cub200", batchnorm="frozen_all"), weights="none")
+    model = build_model(protocol_for("quick", batchnorm="frozen_all"), weights="none")
     x = torch.rand(8, 3, 32, 32)
     model.eval()
     with torch.no_grad():
@@ -173,7 +173,7 @@ def test_frozen_batchnorm_survives_train():
     freeze_batchnorm(model)  # idempotent, and without forward hooks (torch.compile traces it without breaks)
     assert all(not bn._forward_pre_hooks and not bn.training for bn in batchnorm_layers(model))
     assert all(type(bn).__mro__[2] is torch.nn.BatchNorm2d for bn in batchnorm_layers(model))
-    assert set(model.state_dict()) == set(build_model(protocol_for("quick", "cub200"), weights="none").state_dict())
+    assert set(model.state_dict()) == set(build_model(protocol_for("quick"), weights="none").state_dict())
 
 
 @pytest.mark.parametrize("batchnorm", ["frozen_all", "frozen_stats", "train"])
@@ -182,8 +182,8 @@ def test_every_batchnorm_mode_compiles_as_one_graph(batchnorm):
     and compute what the uncompiled model does, in training and in evaluation. The "eager" backend runs the traced
     graph without generating kernels, so this checks tracing (what the BN handling affects) in seconds."""
     torch.manual_seed(0)
-    model = build_model(protocol_for("quick", "cub200", batchnorm=batchnorm), weights="none")
-    reference = build_model(protocol_for("quick", "cub200", batchnorm=batchnorm), weights="none")
+    model = build_model(protocol_for("quick", batchnorm=batchnorm), weights="none")
+    reference = build_model(protocol_for("quick", batchnorm=batchnorm), weights="none")
     reference.load_state_dict(model.state_dict())
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     x = torch.rand(8, 3, 32, 32)
@@ -195,7 +195,7 @@ def test_every_batchnorm_mode_compiles_as_one_graph(batchnorm):
 
 
 def test_unfrozen_batchnorm_trains():
-    model = build_model(protocol_for("quick", "cub200"), weights="none").train()  # quick: BN not frozen
+    model = build_model(protocol_for("quick"), weights="none").train()  # quick: BN not frozen
     bn = batchnorm_layers(model)[0]
     before = bn.running_mean.clone()
     model(torch.rand(8, 3, 32, 32))

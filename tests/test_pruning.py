@@ -80,7 +80,7 @@ def test_unknown_pruner_is_a_user_error():
 
 
 def _experiment(data_root, **settings):
-    protocol = protocol_for("quick", "synthetic", iterations_per_epoch=1, max_epochs=2, patience=2,
+    protocol = protocol_for("quick", iterations_per_epoch=1, max_epochs=2, patience=2,
                             save_interval=1, num_folds=2, **settings)
     return Experiment.create(
         dataset_name="synthetic", loss_name="multi_similarity", protocol=protocol,

@@ -22,7 +22,7 @@ from _evaluation_helpers import PML_METRICS, pml_metrics
 def inshop_trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("inshop")
     make_inshop(root, train_items=16, test_items=6)
-    protocol = protocol_for("quick", "inshop", iterations_per_epoch=2, max_epochs=2, patience=2)
+    protocol = protocol_for("quick", iterations_per_epoch=2, max_epochs=2, patience=2)
     experiment = Experiment.create(
         dataset_name="inshop", loss_name="multi_similarity", protocol=protocol,
         search_space=load_search_space("multi_similarity", "inshop"), data_root=root, device=torch.device("cpu"),

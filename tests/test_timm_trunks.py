@@ -56,7 +56,7 @@ def test_no_download_and_clear_errors(tmp_path, monkeypatch):
 def test_vit_preset_is_its_own_protocol():
     from benchmark.config import protocol_for
 
-    vit = protocol_for("vit", "cub200")
+    vit = protocol_for("vit")
     assert vit.trunk == "timm:vit_small_patch16_224.dino" and vit.crop == 224 and vit.label == "vit"
-    assert (vit.save_interval, vit.patience) == (protocol_for("mlrc", "cub200").save_interval,
-                                                 protocol_for("mlrc", "cub200").patience)
+    assert (vit.save_interval, vit.patience) == (protocol_for("mlrc").save_interval,
+                                                 protocol_for("mlrc").patience)

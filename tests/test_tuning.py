@@ -164,7 +164,7 @@ def test_a_trial_whose_database_connection_is_cut_is_requeued_and_the_study_goes
         return record_fold(self, run_id, fold, *args, **kwargs)
 
     monkeypatch.setattr(ResultsStore, "record_fold", cut_once)
-    protocol = protocol_for("quick", "synthetic", iterations_per_epoch=2, max_epochs=1, patience=1)
+    protocol = protocol_for("quick", iterations_per_epoch=2, max_epochs=1, patience=1)
     experiment = Experiment.create(
         dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol,
         search_space=load_search_space("proxy_anchor", "synthetic"), data_root=tiny_data_root,
@@ -260,7 +260,7 @@ def test_concatenated_embeddings_are_the_four_normalised_parts(tiny_env, tiny_da
     from benchmark.tuning.test_phase import TestSet, evaluate_test
 
     experiment = Experiment.create(
-        dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol_for("quick", "synthetic"),
+        dataset_name="synthetic", loss_name="proxy_anchor", protocol=protocol_for("quick"),
         search_space=load_search_space("proxy_anchor", "synthetic"), data_root=tiny_data_root,
         device=torch.device("cpu"), weights="none", synthetic=synthetic_config())
     trainer = experiment.trainer(experiment.search_space.defaults())

@@ -127,10 +127,11 @@ def load_loss_modules(args) -> None:
 
 
 def protocol_from_args(name: str, dataset: str, overrides: dict, loss: str | None = None):
-    """The protocol preset with ``overrides`` (and, for ``loss``, the m per class MLRC drew for it), its settings
-    checked, and the names it uses checked against the registries of trunks, batch samplers, BatchNorm modes and
-    precisions."""
+    """The protocol preset with ``dataset``'s validation schedule and ``overrides`` (and, for ``loss``, the m per class
+    MLRC drew for it), its settings checked, and the names it uses checked against the registries of trunks, batch
+    samplers, BatchNorm modes and precisions."""
     from benchmark.config import protocol_for
+    from benchmark.data.registry import mlrc_validation
     from benchmark.data.samplers import BATCH_SAMPLERS
     from benchmark.losses import is_classification_loss
     from benchmark.models.embedder import BATCHNORM_MODES
@@ -138,7 +139,7 @@ def protocol_from_args(name: str, dataset: str, overrides: dict, loss: str | Non
     from benchmark.models.trunks import TRUNKS
 
     classification = loss is not None and is_classification_loss(loss)
-    protocol = protocol_for(name, dataset, classification_loss=classification, **overrides)
+    protocol = protocol_for(name, validation=mlrc_validation(dataset), classification_loss=classification, **overrides)
     for what, value, known in (("batchnorm setting", protocol.batchnorm, BATCHNORM_MODES),
                                ("precision", protocol.precision, PRECISIONS), ("trunk", protocol.trunk, TRUNKS),
                                ("batch sampler", protocol.batch_sampler, BATCH_SAMPLERS)):

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from benchmark.config import MLRC_DEFAULT_VALIDATION
 from benchmark.data.dataset import ImageDataset
 from benchmark.data.synthetic import SyntheticConfig, ensure_synthetic
 from benchmark.errors import UserError, did_you_mean
@@ -47,6 +48,9 @@ class DatasetSpec:
     recall_at: tuple[int, ...] = (1, 2, 4, 8)
     # MLRC published figures for it (benchmark/reference/): the report shows them beside ours.
     mlrc_reference: bool = False
+    # MLRC's validation schedule on it, (interval, patience) in epochs (powerful-benchmarker's
+    # configs/config_general/with_<dataset>.yaml); the pretrained presets follow it.
+    mlrc_validation: tuple[int, int] = MLRC_DEFAULT_VALIDATION
     # Generated (synthetic) rather than read: get_dataset writes <data_root>/<name> from its SyntheticConfig first.
     generated: bool = False
 
@@ -218,6 +222,7 @@ _SPECS = [
                "cars_annos.mat from a mirror of ai.stanford.edu/~jkrause/cars/car_dataset.html",
         load=_load_cars,
         mlrc_reference=True,
+        mlrc_validation=(5, 14),
     ),
     DatasetSpec(
         name="sop",
@@ -228,6 +233,7 @@ _SPECS = [
         load=_load_sop,
         recall_at=(1, 10, 100, 1000),
         mlrc_reference=True,
+        mlrc_validation=(20, 39),
         # The Google Drive file that pytorch-metric-learning downloads. No official checksum is published:
         # the download is reported with its sha256 and accepted unverified unless --md5/--sha256 is given.
         download=Download(
@@ -270,6 +276,12 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise UserError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; expected one of: {', '.join(DATASETS)}") from None
+
+
+def mlrc_validation(name: str) -> tuple[int, int]:
+    """Dataset ``name``'s MLRC validation schedule; MLRC's default for a name not registered here."""
+    spec = DATASETS.get(name)
+    return spec.mlrc_validation if spec is not None else MLRC_DEFAULT_VALIDATION
 
 
 def get_dataset(name: str, data_root: Path, synthetic: SyntheticConfig = SyntheticConfig()) -> ImageDataset:

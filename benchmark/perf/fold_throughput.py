@@ -50,7 +50,7 @@ def compare(data_root: Path, size: str = "60x12", epochs: int = 4, repeats: int 
 
 def _compare(data_root: Path, size: str, epochs: int, repeats: int, seed: int) -> dict:
     dataset = get_dataset("synthetic", data_root, config_for_size(size))
-    protocol = replace(protocol_for("quick", "synthetic"), max_epochs=epochs, patience=epochs + 1)
+    protocol = replace(protocol_for("quick"), max_epochs=epochs, patience=epochs + 1)
     data = fold_data(dataset.paths, dataset.labels, make_splits(dataset, "mlrc"), 0)
     cache = DecodedImageCache(data_root, protocol.resize)
     for path in [*data.train_paths, *data.val_paths]:  # warm, as after a study's first trial

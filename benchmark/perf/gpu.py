@@ -86,7 +86,7 @@ def _training(device: torch.device, sizes: GpuSizes, precision: str) -> dict:
     from benchmark.models.precision import autocast, grad_scaler
     from benchmark.training.fold import FoldTrainer
 
-    protocol = replace(protocol_for("mlrc", "cub200"), crop=sizes.crop, resize=max(sizes.crop, 256),
+    protocol = replace(protocol_for("mlrc"), crop=sizes.crop, resize=max(sizes.crop, 256),
                        batch_size=sizes.batch_size, precision=precision)
     batches = _batches(sizes, device)
     trainer = FoldTrainer(protocol, LOSS, PARAMS, device, cache=None, weights="none", num_workers=0)

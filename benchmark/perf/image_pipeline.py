@@ -85,7 +85,7 @@ def compare(workdir: Path, count: int = 200, repeats: int = 3, seed: int = 0) ->
 
 
 def _compare(workdir: Path, count: int, repeats: int, seed: int) -> dict:
-    protocol = protocol_for("mlrc", "cub200")
+    protocol = protocol_for("mlrc")
     paths = make_jpegs(workdir / "jpegs", count, seed)
     labels = np.arange(count) % 10
     transform = train_transform(protocol)

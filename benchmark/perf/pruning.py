@@ -47,7 +47,7 @@ def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "m
     from benchmark.training.seeding import derive_seed
 
     experiment = Experiment.create(
-        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", "synthetic", **overrides),
+        dataset_name="synthetic", loss_name=loss, protocol=protocol_for("quick", **overrides),
         search_space=load_search_space(loss, "synthetic"), data_root=data_root, device=torch.device("cpu"),
         weights="none", num_workers=0, synthetic=config_for_size(size))
     drawer = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

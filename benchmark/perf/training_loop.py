@@ -58,7 +58,7 @@ def compare(protocol_name: str = "quick", steps: int = 20, repeats: int = 5, see
 
 
 def _compare(protocol_name: str, steps: int, repeats: int, seed: int, overrides: dict) -> dict:
-    protocol = replace(protocol_for(protocol_name, "synthetic"), **overrides)
+    protocol = replace(protocol_for(protocol_name), **overrides)
     device = torch.device("cpu")
     classes = 50
     batches = _batches(steps, protocol.batch_size, protocol.m_per_class, protocol.crop, classes, seed)

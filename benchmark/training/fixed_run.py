@@ -31,6 +31,7 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
     """Train the fixed benchmark in a temporary data root: ``val/<metric>`` (mean over the folds) and
     ``val/fold<N>/<metric>`` for every metric of the metric table."""
     # Imported here: `check` without --run reads RUN_SETTINGS and needs no torch.
+    from benchmark.data.registry import mlrc_validation
     from benchmark.data.synthetic import config_for_size
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
@@ -40,7 +41,8 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
         space = load_search_space(settings["loss"], settings["dataset"])
         experiment = Experiment.create(
             dataset_name=settings["dataset"], loss_name=settings["loss"],
-            protocol=protocol_for(settings["protocol"], settings["dataset"], **settings["protocol_overrides"]),
+            protocol=protocol_for(settings["protocol"], validation=mlrc_validation(settings["dataset"]),
+                                  **settings["protocol_overrides"]),
             search_space=space, data_root=Path(root), device=resolve_device(settings["device"]),
             weights=settings["weights"], num_workers=0, synthetic=config_for_size(settings["synthetic_size"]),
         )
