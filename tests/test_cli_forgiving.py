@@ -21,6 +21,8 @@ def _error(capsys) -> str:
     (["tune", "--loss", "contrastive", "--dataset", "synthetic", "--protocol", "quick", "--trial", "1"],
      "did you mean '--trials'"),
     (["db", "init", "--storag", "sqlite:///x.db"], "did you mean '--storage'?"),
+    (["embed", "--study", "s", "--concatenated", "--image", "x", "--out", "o.npy"], "'--images'"),
+    (["losses", "show", "arcface", "--datset", "cub200"], "did you mean '--dataset'?"),
     (["run", "--loss", "contrastive", "--dataset", "synthetic", "--protocol", "quick", "--set", "max_epoch=2"],
      "did you mean 'max_epochs'?"),
 ])

@@ -30,14 +30,42 @@ _WITHOUT_OPTUNA = frozenset({"datasets", "losses", "evaluate", "embed"})
 class _Parser(argparse.ArgumentParser):
     """argparse prints the whole usage on an error; we keep to one line and exit 2 like every bad input.
 
-    Prefix abbreviations are off: ``--trial 1`` must not silently mean ``--trials 1``."""
+    Prefix abbreviations are off: ``--trial 1`` must not silently mean ``--trials 1``. The parser records its long
+    flags and subcommands as they are added, for the closest-match hints (argparse keeps its own lists private)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        self.long_flags: list[str] = []  # before argparse's __init__, which adds --help
+        self.subcommands: dict[str, _Parser] = {}
         super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.long_flags += [flag for flag in action.option_strings if flag.startswith("--")]
+        return action
+
+    def add_mutually_exclusive_group(self, **kwargs) -> "_RecordedGroup":
+        return _RecordedGroup(self, super().add_mutually_exclusive_group(**kwargs))
+
+    def add_subparsers(self, **kwargs):
+        action = super().add_subparsers(**kwargs)
+        self.subcommands = action.choices  # name -> parser, filled by each add_parser
+        return action
 
     def error(self, message):  # noqa: D401 - argparse's signature
         raise UserError(f"{self.prog}: {message}{_choice_suggestion(message)}")
+
+
+class _RecordedGroup:
+    """A mutually exclusive group whose flags its parser records too."""
+
+    def __init__(self, parser: _Parser, group):
+        self.parser, self.group = parser, group
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = self.group.add_argument(*args, **kwargs)
+        self.parser.long_flags += [flag for flag in action.option_strings if flag.startswith("--")]
+        return action
 
 
 def _choice_suggestion(message: str) -> str:
@@ -46,31 +74,22 @@ def _choice_suggestion(message: str) -> str:
     return did_you_mean(found.group(1), re.findall(r"'([^']*)'", found.group(2))) if found else ""
 
 
-def _unrecognized(parser: argparse.ArgumentParser, args, extras: list[str]) -> UserError:
+def _unrecognized(parser: _Parser, args, extras: list[str]) -> UserError:
     """The arguments no parser took, with the closest flag of the subcommand that was meant."""
-    leaf, prog = parser, parser.prog
-    for dest in ("command", "action", "db_command"):
+    leaf = parser
+    for dest in ("command", "action", "db_command", "losses_command"):
         name = getattr(args, dest, None)
-        sub = _subcommands(leaf)
-        if name is not None and name in sub:
-            leaf, prog = sub[name], sub[name].prog
-    flags = [option for option in leaf._option_string_actions if option.startswith("--")]
-    hint = next((did_you_mean(extra.split("=")[0], flags) for extra in extras if extra.startswith("-")
-                 and did_you_mean(extra.split("=")[0], flags)), "")
-    return UserError(f"{prog}: unrecognized arguments: {' '.join(extras)}{hint}")
+        if name is not None and name in leaf.subcommands:
+            leaf = leaf.subcommands[name]
+    hint = next((did_you_mean(extra.split("=")[0], leaf.long_flags) for extra in extras if extra.startswith("-")
+                 and did_you_mean(extra.split("=")[0], leaf.long_flags)), "")
+    return UserError(f"{leaf.prog}: unrecognized arguments: {' '.join(extras)}{hint}")
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _accept_global_flags(parser: argparse.ArgumentParser) -> None:
+def _accept_global_flags(parser: _Parser) -> None:
     """``benchmark tune ... --quiet`` works as well as ``benchmark --quiet tune ...``: every subcommand takes the
     global flags too (SUPPRESS: unset there, so they never undo the same flag given before the subcommand)."""
-    for sub in _subcommands(parser).values():
+    for sub in parser.subcommands.values():
         sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                          help="only warnings and errors (also accepted before the command)")
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -83,6 +83,7 @@ class LossBundle:
         # trainer's labels are 0..C-1 by construction, see fold_data), and the readable message is the CPU's.
         outside = (labels < 0) | (labels >= self.num_classes)
         if labels.device.type != "cpu":
+            # torch's documented asynchronous assert (its name starts with an underscore; no public equivalent).
             torch._assert_async(~outside.any(), "labels must be remapped to 0..num_classes-1 for this loss")
             return
         if outside.any():

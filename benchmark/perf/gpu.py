@@ -117,7 +117,7 @@ def _training(device: torch.device, sizes: GpuSizes, precision: str) -> dict:
             total += loss.detach()
         return float(total.item())
 
-    runs = {"trainer": lambda: trainer._train_epoch(model, bundle, optimizers, scaler, batches),
+    runs = {"trainer": lambda: trainer.run_epoch(model, bundle, optimizers, scaler, batches),
             "bare": bare_epoch}
     for run in runs.values():  # warm-up: cuDNN's algorithm search, allocator growth
         run()

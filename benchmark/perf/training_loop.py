@@ -76,11 +76,11 @@ def _compare(protocol_name: str, steps: int, repeats: int, seed: int, overrides:
     loss_fn = losses.MultiSimilarityLoss(**PARAMS)
 
     # One untimed epoch each: first-call allocations and kernel selection are not the loop's overhead.
-    trainer._train_epoch(ours_model, bundle, optimizers, scaler, batches)
+    trainer.run_epoch(ours_model, bundle, optimizers, scaler, batches)
     _bare_epoch(bare_model, loss_fn, bare_optimizer, batches)
     times = {"trainer": [], "bare": []}
     runs = {
-        "trainer": lambda: trainer._train_epoch(ours_model, bundle, optimizers, scaler, batches),
+        "trainer": lambda: trainer.run_epoch(ours_model, bundle, optimizers, scaler, batches),
         "bare": lambda: _bare_epoch(bare_model, loss_fn, bare_optimizer, batches),
     }
     for repeat in range(repeats):

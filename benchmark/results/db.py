@@ -7,6 +7,7 @@ creation race between processes, and turning driver errors into one-line ``UserE
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -128,12 +129,27 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _expected_tables() -> dict[str, set[str]]:
     """Table -> columns of everything this program creates: Optuna's tables and the results tables."""
-    from optuna.storages._rdb.models import BaseModel
-
     from benchmark.results.schema import Base
 
-    return {table.name: {column.name for column in table.columns}
-            for metadata in (BaseModel.metadata, Base.metadata) for table in metadata.tables.values()}
+    ours = {table.name: {column.name for column in table.columns} for table in Base.metadata.tables.values()}
+    return {**_optuna_tables(), **ours}
+
+
+@functools.cache
+def _optuna_tables() -> dict[str, set[str]]:
+    """Optuna's tables and their columns, read from a schema its public ``RDBStorage`` creates in memory (the models
+    that define them are in a private module)."""
+    import optuna
+    from sqlalchemy import inspect
+
+    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
+    try:
+        with storage.engine.connect() as conn:
+            inspector = inspect(conn)
+            return {table: {column["name"] for column in inspector.get_columns(table)}
+                    for table in inspector.get_table_names()}
+    finally:
+        storage.engine.dispose()
 
 
 def check_sqlite_file(parsed: URL, url: str) -> set[str]:
@@ -168,6 +184,8 @@ def check_schema(conn, url: str, *, whole_file: bool) -> set[str]:
 
     inspector = inspect(conn)
     present = set(inspector.get_table_names())
+    if not present:
+        return present  # a new database: nothing to compare
     expected = _expected_tables()
     ours = present & set(expected)
     if whole_file and present and not ours:

@@ -41,7 +41,7 @@ class RunExtras:
         if study_name is not None:
             query = query.where(KeptModel.study_name == study_name)
         with self._engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def forget_models(self, run_ids: Iterable[int]) -> None:
         ids = [int(i) for i in run_ids]

@@ -248,7 +248,7 @@ class FoldTrainer:
 
         def train_epoch() -> tuple[float, float | None]:
             scale = bundle.get_scale() if bundle.scale_name else None  # the s this epoch trains with
-            loss = self._train_epoch(forward, bundle, optimizers, scaler, train_loader, observers)
+            loss = self.run_epoch(forward, bundle, optimizers, scaler, train_loader, observers)
             return loss, scale
 
         epoch_done(0, None, bundle.get_scale() if bundle.scale_name else None, validate=True)
@@ -293,7 +293,8 @@ class FoldTrainer:
             state=run.checkpoint_state,
         )
 
-    def _train_epoch(self, model, bundle, optimizers, scaler, loader, observers=()) -> float:
+    def run_epoch(self, model, bundle, optimizers, scaler, loader, observers=()) -> float:
+        """One epoch of optimisation steps over ``loader``; the mean loss."""
         model.train()
         # Summed on the device and read once per epoch: a per-step .item() would stall a GPU at every step.
         total = torch.zeros((), device=self.device)
