@@ -33,7 +33,7 @@ def _init(args) -> int:
     from benchmark.results import ResultsStore, redact_url
     from benchmark.tuning.storage import open_storage
     from benchmark.tuning.namespace import namespaced
-    from benchmark.tuning.study import create_studies, study_name
+    from benchmark.tuning.studies import create_studies, study_name
 
     if (args.dataset is None) != (args.losses is None):
         raise UserError("--dataset and --losses go together: both name the studies to create, or neither")

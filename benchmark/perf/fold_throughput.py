@@ -32,7 +32,8 @@ from benchmark.data.synthetic import config_for_size
 from benchmark.data.transforms import eval_transform, to_model_input, train_transform
 from benchmark.evaluation.metrics import retrieval_metrics
 from benchmark.models import build_model
-from benchmark.training.fold import EMBED_BATCH_SIZE, FoldTrainer, fold_data
+from benchmark.training.fold import FoldTrainer, fold_data
+from benchmark.training.loaders import EMBED_BATCH_SIZE
 from benchmark.training.seeding import seed_everything
 
 LOSS = "multi_similarity"

@@ -36,7 +36,7 @@ from benchmark.results import (
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
 from benchmark.tuning.namespace import in_namespace
-from benchmark.tuning.study import NONFINITE_ATTR, NONFINITE_SCORE
+from benchmark.tuning.studies import NONFINITE_ATTR, NONFINITE_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class StudyData:
     total: int
     best_value: float | None
     best_params: dict | None
-    nonfinite: int = 0  # trials scored 0 because their loss became non-finite (tuning.study.NONFINITE_ATTR)
+    nonfinite: int = 0  # trials scored 0 because their loss became non-finite (tuning.studies.NONFINITE_ATTR)
 
 
 @dataclass

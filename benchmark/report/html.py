@@ -1,4 +1,4 @@
-"""One self-contained HTML report: leaderboards, per-loss tuning plots, environment. Opens offline.
+"""One self-contained HTML report: leaderboards, per-loss tuning plots, the other sections' modules. Opens offline.
 
 plotly.js is embedded once, at the top; each figure is its JSON in a ``<script>`` (with ``</`` escaped, so a
 study or parameter named ``</script>`` cannot end the script) and a ``Plotly.newPlot`` call. Every text taken
@@ -7,7 +7,6 @@ from the database goes through ``html.escape``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from html import escape
@@ -38,6 +37,8 @@ from benchmark.report.retrieval import STYLE as RETRIEVAL_STYLE
 from benchmark.report.retrieval import retrieval_section
 from benchmark.report.comparisons import comparisons_section
 from benchmark.report.diagnostics import proxy_section
+from benchmark.report.environment import STYLE as ENVIRONMENT_STYLE
+from benchmark.report.environment import environment_section
 from benchmark.report.sweeps import sweeps_section
 from benchmark.report.collect import differences
 from benchmark.report.tables import (DIFFERENCE_HEAD, LEGEND, NOT_COMPARABLE_NOTE, best_rows, budget, columns,
@@ -66,11 +67,8 @@ td.unlearned{color:#999}
 .bound{color:#b00;font-weight:bold}
 section.loss{border-top:2px solid #ddd;margin-top:2em}
 .plot{width:100%;max-width:1000px;height:420px}
-table.environment{table-layout:fixed;width:100%}
 table.leaderboard{width:100%;font-size:.9em}
 .wide{max-width:100%;overflow-x:auto}
-table.environment td{text-align:left;overflow-wrap:anywhere;word-break:break-word;vertical-align:top}
-abbr{text-decoration:underline dotted;cursor:help}
 """
 
 # Click a header to sort by it (numbers by their data-sort value); a second click reverses.
@@ -102,7 +100,7 @@ def render(data: ReportData, perf: dict | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>DML benchmark report</title>',
-        f"<style>{_STYLE}{RETRIEVAL_STYLE}</style>",
+        f"<style>{_STYLE}{RETRIEVAL_STYLE}{ENVIRONMENT_STYLE}</style>",
         f"<script>{plotly.offline.get_plotlyjs()}</script>",
         "</head><body>",
         "<h1>Deep-metric-learning benchmark</h1>",
@@ -121,7 +119,7 @@ def render(data: ReportData, perf: dict | None = None) -> str:
     parts.append(proxy_section(data, figures.embed))
     if perf is not None:
         parts.append(perf_section(perf))
-    parts += [_environment(data), f"<script>{_SORT_JS}</script>", "</body></html>"]
+    parts += [environment_section(data), f"<script>{_SORT_JS}</script>", "</body></html>"]
     return "\n".join(parts)
 
 
@@ -355,61 +353,3 @@ def _curves(s: StudyData, data: ReportData, figures: _Figures) -> str:
     figure.update_yaxes(title_text="training loss", row=1, col=1)
     figure.update_yaxes(title_text="validation MAP@R", row=1, col=2)
     return figures.embed(figure, f"Training curves per fold ({what}): {s.name}")
-
-
-# ---- environment ------------------------------------------------------------------------------------------------
-
-
-def _short(text: str, keep: int = 10) -> str:
-    """Long hashes shortened to ``keep`` characters, the full value on hover."""
-    parts = [p.strip() for p in text.split(" | ")]
-    return " | ".join(f'<abbr title="{escape(p)}">{escape(p[:keep])}…</abbr>' if len(p) > keep + 2 else escape(p)
-                     for p in parts)
-
-
-def _environment(data: ReportData) -> str:
-    out = ["<h2>Environment and protocol</h2>"]
-    runs = data.runs
-    if runs.empty:
-        out.append("<p>No runs recorded.</p>")
-    else:
-        out.append('<table class="environment"><thead><tr><th>study</th><th>runs</th><th>split hash</th>'
-                   "<th>git commit</th><th>device</th><th>python</th><th>packages</th></tr></thead><tbody>")
-        for name, rows in runs.groupby("study_name", sort=True):
-            provenance = [p if isinstance(p, dict) else {} for p in rows["provenance"]]
-            commits = _distinct(_commit(p) for p in provenance)
-            devices = _distinct(_text(p.get("device")) for p in provenance)
-            pythons = _distinct(_text(p.get("python")) for p in provenance)
-            packages = _distinct(", ".join(f"{k} {v}" for k, v in sorted((p.get("packages") or {}).items()))
-                                 for p in provenance)
-            hashes = _distinct(str(h) for h in rows["split_hash"])
-            out.append(f"<tr><td>{escape(str(name))}</td><td>{len(rows)}</td><td>{_short(hashes)}</td>"
-                       f"<td>{_short(commits)}</td><td>{escape(devices)}</td><td>{escape(pythons)}</td>"
-                       f"<td>{escape(packages)}</td></tr>")
-        out.append("</tbody></table>")
-    for s in data.studies:
-        protocol = s.attrs.get("protocol")
-        if isinstance(protocol, dict):
-            settings = "; ".join(f"{k}={v}" for k, v in sorted(protocol.items()))
-            out.append(f"<p><b>{escape(s.name)}</b>: split scheme {escape(str(s.attrs.get('split_scheme', '?')))}, "
-                       f"split hash {escape(str(s.attrs.get('split_hash', '?')))}, search space "
-                       f"{escape(str(s.attrs.get('search_space', '?')))}; protocol {escape(settings)}</p>")
-    return "\n".join(out)
-
-
-def _commit(provenance: dict) -> str:
-    git = provenance.get("git")
-    if isinstance(git, dict):
-        commit = str(git.get("commit") or "?")
-        return commit + (" (dirty)" if git.get("dirty") else "")
-    return _text(git)
-
-
-def _text(value) -> str:
-    if value is None:
-        return "?"
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def _distinct(values) -> str:
-    return " | ".join(sorted(set(values))) or "?"

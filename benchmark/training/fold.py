@@ -9,10 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -35,18 +32,13 @@ from benchmark.evaluation.proxy_diagnostics import proxy_cosine_summary
 from benchmark.losses import LossBundle, build_loss
 from benchmark.models import build_model
 from benchmark.models.precision import autocast, grad_scaler
+from benchmark.training.loaders import (default_workers, eval_loader, interrupts_held_while_workers_start,
+                                        train_loader)
 from benchmark.training.progress import Bar
 from benchmark.training.scale_schedules import build_schedule
 from benchmark.training.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
-
-EMBED_BATCH_SIZE = 128
-# An evaluation set up to this size (uint8 crops) is decoded and transformed once and kept as one tensor: a fold's
-# validation set is embedded at every validation, and its centre crops never change. (CUB at 227 px: ~0.25 GB;
-# SOP's validation classes, ~2.5 GB, stream through a persistent loader instead.)
-EVAL_TENSOR_BYTES = 1 << 30
-
 
 @dataclass(frozen=True)
 class FoldData:
@@ -126,7 +118,7 @@ class FoldTrainer:
         self.cache = cache
         self.weights = weights
         self.weights_dir = weights_dir
-        self.num_workers = num_workers if num_workers is not None else _default_workers(device)
+        self.num_workers = num_workers if num_workers is not None else default_workers(device)
         self.on_epoch = on_epoch
         # torch.compile of the model's forward (opt-in: compiling costs a minute or more per fold's first steps and
         # pays on long GPU runs). Checkpoints and metrics are the uncompiled model's, so results stay comparable.
@@ -170,33 +162,12 @@ class FoldTrainer:
 
     def _train_loader(self, data: FoldData, batches, seed: int) -> DataLoader:
         dataset = ImageSet(data.train_paths, data.train_labels, train_transform(self.protocol), self.cache)
-        return DataLoader(
-            dataset,
-            batch_sampler=batches,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-            worker_init_fn=_leave_interrupts_to_the_main_process,
-        )
+        return train_loader(dataset, batches, self.num_workers, self.device, seed)
 
     def eval_loader(self, paths: list, labels: np.ndarray):
-        """Batches ``(uint8 images, labels)`` of an evaluation set, in order. Small sets are decoded and transformed
-        once (:data:`EVAL_TENSOR_BYTES`) and then served from memory; larger ones by a DataLoader whose workers
-        persist between passes."""
+        """Batches ``(uint8 images, labels)`` of an evaluation set, in order (``loaders.eval_loader``)."""
         dataset = ImageSet(paths, labels, eval_transform(self.protocol), self.cache)
-        loader = DataLoader(
-            dataset,
-            batch_size=EMBED_BATCH_SIZE,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.device.type == "cuda",
-            worker_init_fn=_leave_interrupts_to_the_main_process,
-        )
-        if len(paths) * 3 * self.protocol.crop ** 2 > EVAL_TENSOR_BYTES:
-            return loader
-        return _TensorBatches.collect(loader, pin=self.device.type == "cuda")
+        return eval_loader(dataset, self.protocol.crop, self.num_workers, self.device)
 
     def validate(self, model: torch.nn.Module, loader: DataLoader) -> dict:
         """P@1, R-Precision and MAP@R of the validation classes. No Recall@K: early stopping and tuning read MAP@R
@@ -299,7 +270,7 @@ class FoldTrainer:
         # Summed on the device and read once per epoch: a per-step .item() would stall a GPU at every step.
         total = torch.zeros((), device=self.device)
         steps = 0
-        with _interrupts_held_while_workers_start():
+        with interrupts_held_while_workers_start():
             batches = iter(loader)
         for images, labels in batches:
             interrupts.raise_if_requested()  # one that a finaliser swallowed (benchmark.interrupts)
@@ -368,29 +339,6 @@ def plateaued(epoch: int, best_epoch: int, patience: int) -> bool:
     return epoch - best_epoch > patience
 
 
-class _TensorBatches:
-    """An evaluation set held as one uint8 tensor, iterated in batches like the DataLoader it was read from."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-
-    @classmethod
-    def collect(cls, loader: DataLoader, pin: bool) -> "_TensorBatches":
-        with _interrupts_held_while_workers_start():
-            batches = iter(loader)
-        batches = list(batches)
-        images = torch.cat([b[0] for b in batches])
-        labels = torch.cat([torch.as_tensor(b[1]) for b in batches])
-        return cls(images.pin_memory() if pin else images, labels, loader.batch_size)
-
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
-
-    def __iter__(self):
-        for start in range(0, len(self.labels), self.batch_size):
-            yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
-
-
 class _DeviceClock:
     """CUDA events around a fold: the device's own elapsed time, which a wall clock cannot tell apart from time the
     GPU waited for data. Nothing on the CPU."""
@@ -409,11 +357,6 @@ class _DeviceClock:
         end.record(torch.cuda.current_stream(self.device))
         end.synchronize()
         return self.start.elapsed_time(end) / 1000.0
-
-
-def _default_workers(device: torch.device) -> int:
-    # On the CPU, decoding is cached and the images are small: worker processes cost more than they save.
-    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def _snapshot(model: torch.nn.Module, bundle: LossBundle) -> dict:
@@ -435,34 +378,3 @@ def _curve_row(epoch, loss, metrics, optimizers, scale, seconds) -> dict:
         "scale": scale,
         "seconds": seconds,
     }
-
-
-_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def _interrupts_held_while_workers_start():
-    """Ctrl-C and SIGTERM wait while DataLoader workers are forked (they inherit the blocked mask until
-    ``_leave_interrupts_to_the_main_process`` has set their handlers): one arriving in between would kill a worker
-    that has no handler yet, and PyTorch would report it as a crash instead of an interruption."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)
-
-
-def _leave_interrupts_to_the_main_process(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C and a process-group SIGTERM (docker stop, Slurm) to the main process, which
-    records and re-queues the interrupted work: a worker killed by the signal would make PyTorch raise in the main
-    process in the middle of that (e.g. inside the database write). Ctrl-C is ignored; only the first SIGTERM is,
-    since the main process ends its workers with SIGTERM when it exits (multiprocessing's terminate): the next one
-    ends the worker, and so does an alarm 10 s later, in case the main process was signalled alone."""
-
-    def first_sigterm(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.alarm(10)
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, first_sigterm)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)

@@ -25,13 +25,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.config import check_same_identity, check_same_protocol
-from benchmark.data.splits import check_split_hash
-from benchmark.errors import UserError, out_of_space
+from benchmark.errors import out_of_space
 from benchmark.evaluation.registry import METRICS, OBJECTIVE, canonical_metrics
 from benchmark.results import ResultsStore, collect_provenance
 from benchmark.results.db import database_error, driver_message
-from benchmark.search_space import check_same_code
 from benchmark.search_space import format_params
 from benchmark.training.device import describe_device
 from benchmark.training.experiment import Experiment
@@ -44,18 +41,12 @@ from benchmark.tuning.pruning import PruningReporter, make_pruner
 from benchmark.tuning.samplers import make_sampler, resolve_sampler
 from benchmark.tuning.namespace import namespaced
 from benchmark.tuning.storage import open_storage, retry_callback
+from benchmark.tuning.studies import (NONFINITE_ATTR, NONFINITE_SCORE, existing_trial_count,
+                                      record_or_check_settings, study_name)
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SAMPLERS_ATTR = "samplers"
-IDENTITY_ATTR = "identity"  # Experiment.identity(): weights, precision, BatchNorm, batch sampler, search space
-LABEL_ATTR = "label"  # Experiment.label: the protocol part of the name, what the report shows
-NONFINITE_ATTR = "nonfinite_loss_fold"  # set on a trial scored NONFINITE_SCORE
-NONFINITE_SCORE = 0.0
-SEED_DEFAULTS_ATTR = "seed_defaults"  # study attribute: whether trial 0 was the search space's defaults
-SEEDED_ATTR = "seeded"  # trial attribute of that trial
-PRUNER_ATTR = "pruner"
 POLL_S = 5.0
 MAX_LOST_CONNECTIONS = 3
 
@@ -70,10 +61,6 @@ class _NonFiniteLoss(Exception):
     def __init__(self, fold: int):
         super().__init__(f"non-finite loss in fold {fold}")
         self.fold = fold
-
-
-def study_name(dataset: str, loss: str, protocol: str) -> str:
-    return f"{dataset}-{loss}-{protocol}"
 
 
 @dataclass
@@ -94,7 +81,6 @@ class Tuner:
         same seed instead of one per trial number; ``seed_defaults``: a new study's first trial is the search
         space's defaults (MLRC's optimum where published), enqueued through Optuna."""
         self.experiment = experiment
-        self.seed_defaults = seed_defaults
         self.total = total_trials
         self.seed = seed
         self.common_seed = common_seed
@@ -103,7 +89,7 @@ class Tuner:
         self.storage = open_storage(storage_url)
         self.results = ResultsStore(results_url)
         if isinstance(sampler, str):
-            existing = _existing_trial_count(self.storage, self.name)
+            existing = existing_trial_count(self.storage, self.name)
             # Seeded per resume and per process, so a restart or a second worker does not replay the start-up points.
             sampler_seed = derive_seed(seed, existing, os.getpid())
             self.sampler_name = resolve_sampler(sampler, experiment.search_space, pruned=pruner != "none")
@@ -112,66 +98,16 @@ class Tuner:
             self.sampler_name = type(sampler).__name__
         self.pruner_name = pruner
         protocol = experiment.protocol
-        self.study = self._create_or_load(sampler, make_pruner(pruner, protocol.max_epochs, protocol.num_folds,
-                                                                    protocol.patience))
+        self.study = optuna.create_study(
+            study_name=self.name, storage=self.storage, direction="maximize", sampler=sampler, load_if_exists=True,
+            pruner=make_pruner(pruner, protocol.max_epochs, protocol.num_folds, protocol.patience))
+        record_or_check_settings(self.study, experiment, pruner=self.pruner_name, sampler=self.sampler_name,
+                                 total=self.total, seed_defaults=seed_defaults)
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._current_trial: int | None = None  # the number of the trial this process is training, for an interrupt
         self._lost_connections = 0  # trials in a row failed by a connection cut mid-query
 
     # -- study -----------------------------------------------------------------------------------------------
-    def _create_or_load(self, sampler, pruner) -> optuna.Study:
-        study = optuna.create_study(study_name=self.name, storage=self.storage, direction="maximize",
-                                    sampler=sampler, pruner=pruner, load_if_exists=True)
-        e = self.experiment
-        attrs = study.user_attrs
-        if "split_hash" not in attrs:
-            study.set_user_attr("split_hash", e.splits.hash)
-            study.set_user_attr("dataset", e.dataset_name)
-            study.set_user_attr("loss", e.loss_name)
-            study.set_user_attr("protocol", e.protocol.to_dict())
-            study.set_user_attr("split_scheme", e.splits.scheme)
-            study.set_user_attr("search_space", e.search_space.fingerprint())
-            study.set_user_attr(IDENTITY_ATTR, e.identity())
-            study.set_user_attr(LABEL_ATTR, e.label)
-            if e.search_space.code_sha256:
-                study.set_user_attr("loss_code_sha256", e.search_space.code_sha256)
-        else:
-            check_compatible(attrs, e, self.name)
-            check_same_study_identity(attrs, e, self.name)
-            stored = attrs.get(PRUNER_ATTR)
-            if stored is not None and stored != self.pruner_name:
-                raise UserError(f"study {self.name} prunes with --pruner {stored}, not {self.pruner_name}: its trials "
-                                "would be judged by two rules; use the same --pruner, or another --storage")
-        if attrs.get(PRUNER_ATTR) is None:
-            study.set_user_attr(PRUNER_ATTR, self.pruner_name)
-        study.set_user_attr("total_trials", self.total)  # the budget the report shows; the latest --trials
-        # Every sampler that proposed trials of this study (several when workers or resumes differ), for the report.
-        used = list(attrs.get(SAMPLERS_ATTR, []))
-        if self.sampler_name not in used:
-            study.set_user_attr(SAMPLERS_ATTR, [*used, self.sampler_name])
-        if SEED_DEFAULTS_ATTR not in attrs and not study.get_trials(deepcopy=False):
-            # Decided once, by the process that finds the study empty; the choice is recorded either way.
-            study.set_user_attr(SEED_DEFAULTS_ATTR, self.seed_defaults)
-            if self.seed_defaults:
-                self._enqueue_defaults(study)
-        return study
-
-    def _enqueue_defaults(self, study: optuna.Study) -> None:
-        """Trial 0 = what is already known: the searched parameters' defaults that lie in their (possibly
-        --space-narrowed) ranges; a default outside its range is left to the sampler."""
-        fixed = {}
-        for name, spec in self.experiment.search_space.params.items():
-            if not spec.tune:
-                continue
-            if spec.type == "categorical":
-                inside = spec.default in spec.choices
-            else:
-                inside = spec.low <= spec.default <= spec.high
-            if inside:
-                fixed[name] = spec.default
-        study.enqueue_trial(fixed, user_attrs={SEEDED_ATTR: "search-space defaults"}, skip_if_exists=True)
-        logger.info("study %s: trial 1 is the search space's defaults %s", self.name, fixed)
-
     def counts(self) -> dict[TrialState, int]:
         counts = {state: 0 for state in TrialState}
         for trial in self.study.get_trials(deepcopy=False):
@@ -364,24 +300,6 @@ class Tuner:
         return value
 
 
-def check_compatible(attrs: dict, experiment: Experiment, name: str) -> None:
-    """Refuse to add to, or test, study ``name`` (its user attributes ``attrs``) if it was created on another split
-    of the data, under other protocol settings or with another version of a plugin loss's code."""
-    check_split_hash(attrs.get("split_hash", experiment.splits.hash), experiment.splits.hash)
-    if "protocol" in attrs:
-        check_same_protocol(attrs["protocol"], experiment.protocol, name)
-    check_same_code(attrs.get("loss_code_sha256"), experiment.search_space, name)
-
-
-def check_same_study_identity(attrs: dict, experiment: Experiment, name: str) -> None:
-    """Refuse to add trials to study ``name`` whose identity (weights, precision, BatchNorm, batch sampler, search
-    space) differs from ``experiment``'s; studies older than the identity attribute have their search-space
-    fingerprint checked."""
-    stored = attrs.get(IDENTITY_ATTR) or {"search_space": attrs.get("search_space",
-                                                                     experiment.search_space.fingerprint())}
-    check_same_identity(stored, experiment.identity(), name)
-
-
 def _fold_summary(result: FoldResult) -> dict:
     return {**{key: result.best_metrics[key] for key in METRICS}, "best_epoch": result.best_epoch,
             "status": result.status, "untrained_" + OBJECTIVE: result.untrained_metrics[OBJECTIVE]}
@@ -392,23 +310,3 @@ def _config(e: Experiment, sampler: str) -> dict:
             "split_scheme": e.splits.scheme,
             "search_space": e.search_space.fingerprint(), "sampler": sampler,
             "loss_code_sha256": e.search_space.code_sha256}
-
-
-def _existing_trial_count(storage, name: str) -> int:
-    try:
-        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
-    except KeyError:
-        return 0
-
-
-def create_studies(storage, names: list[str]) -> dict[str, bool]:
-    """Create the empty studies ``names`` (as ``Tuner`` would, before any worker starts); name -> whether it was
-    created (False: it existed)."""
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    created = {}
-    for name in names:
-        if name not in existing:
-            # Concurrent init: load_if_exists turns losing the race into loading the winner's study.
-            optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
-        created[name] = name not in existing
-    return created

@@ -31,7 +31,7 @@ from benchmark.training.seeding import derive_seed
 from benchmark.tuning.abandoned import close_abandoned_runs
 from benchmark.tuning.namespace import namespaced
 from benchmark.tuning.storage import open_storage
-from benchmark.tuning.study import check_compatible, study_name
+from benchmark.tuning.studies import check_compatible, study_name
 
 logger = logging.getLogger(__name__)
 
