@@ -59,3 +59,10 @@ def test_only_the_cli_reads_the_environment():
                     isinstance(node, ast.Constant) and node.value in ("os.environ", "os.getenv"):
                 readers.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not readers, "environment read or patched below the CLI:\n" + "\n".join(readers)
+
+
+def test_no_module_is_over_400_lines():
+    """The developer guide's bound: a module that grows past it holds more than one concept; split it by concept."""
+    long = [f"{path.relative_to(PACKAGE.parent)}: {lines} lines" for path in sorted(PACKAGE.rglob("*.py"))
+            if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 400]
+    assert not long, "modules over 400 lines:\n" + "\n".join(long)
