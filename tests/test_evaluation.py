@@ -14,6 +14,7 @@ from benchmark.evaluation import knn as knn_module
 from benchmark.evaluation.embed import compute_embeddings, l2_normalize
 from benchmark.evaluation.knn import iter_knn, knn
 from benchmark.evaluation.metrics import retrieval_metrics
+from benchmark.evaluation.registry import METRICS
 from _evaluation_helpers import (
     PML_METRICS,
     clustered_embeddings,
@@ -244,8 +245,7 @@ def test_cli_query_gallery(tmp_path, monkeypatch, capsys):
     lines = dict(line.split() for line in out.out.strip().splitlines())
     pml = pml_metrics(x[:90], labels[:90], x[90:], labels[90:])
     assert float(lines["mean_average_precision_at_r"]) == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-4)
-    assert set(lines) == {"precision_at_1", "r_precision", "mean_average_precision_at_r", "recall_at_1",
-                          "recall_at_2", "recall_at_4", "recall_at_8"}
+    assert set(lines) == {*METRICS, "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"}
 
 
 @pytest.mark.parametrize("setup, extra", [

@@ -12,6 +12,7 @@ import pytest
 
 from _report_helpers import add_study, sqlite_url, standard_database
 from benchmark.cli import main
+from benchmark.evaluation.registry import METRICS, MODES
 from benchmark.report.html import at_bound
 from benchmark.results import ResultsStore
 
@@ -131,28 +132,36 @@ def test_markdown(database, capsys):
     assert main(["report", "--storage", database, "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "### cub200 (quick)" in out
-    # n, mean [95 % interval], every loss tied with the best in bold; no MLRC column beside quick rows.
-    assert ("| multi_similarity | 3/50 | 3 | **0.6100 [0.5852, 0.6348]** | **0.3100 [0.2852, 0.3348]** | "
-            "**0.2100 [0.1852, 0.2348]** | **0.6200 [0.5952, 0.6448]** | **0.3200 [0.2952, 0.3448]** | "
-            "**0.2200 [0.1952, 0.2448]** | - | 1 |") in out
+    # n, mean [95 % interval], every loss tied with the best in bold; no MLRC column beside quick rows. A column per
+    # metric of the table and mode; "-" for one the database has no values of.
+    reproduced = {("separated_128", "precision_at_1"): "**0.6100 [0.5852, 0.6348]**",
+                  ("separated_128", "r_precision"): "**0.3100 [0.2852, 0.3348]**",
+                  ("separated_128", "mean_average_precision_at_r"): "**0.2100 [0.1852, 0.2348]**",
+                  ("concatenated_512", "precision_at_1"): "**0.6200 [0.5952, 0.6448]**",
+                  ("concatenated_512", "r_precision"): "**0.3200 [0.2952, 0.3448]**",
+                  ("concatenated_512", "mean_average_precision_at_r"): "**0.2200 [0.1952, 0.2448]**"}
+    cells = [reproduced.get((mode, metric), "-") for mode in MODES for metric in METRICS]
+    assert f"| multi_similarity | 3/50 | 3 | {' | '.join(cells)} | - | 1 |" in out
     assert "| &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; | 2/50 | - |" in out
     assert "| contrastive over multi_similarity | 0.0350 | 2 | 0.0903 | not resolved |" in out
     for table in out.split("\n### ")[1:]:
         widths = {line.count("|") for line in table.split("####")[0].splitlines() if line.startswith("|")}
-        assert widths == {12}
+        assert widths == {6 + 2 * len(METRICS)}  # loss, trials, n, a column per mode and metric, untrained, rank
     assert "nan" not in out and "None" not in out
 
 
 def test_latex_is_a_valid_tabular(database, capsys):
     assert main(["report", "--storage", database, "--format", "latex"]) == 0
     out = capsys.readouterr().out
-    # 2 leaderboards and 6 "which differences are real" tables (cub200's two losses, 2 modes x 3 metrics)
+    # 2 leaderboards and 6 "which differences are real" tables (cub200's two losses, 2 modes x the 3 metrics the
+    # database has values of)
     assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 8
     assert r"multi\_similarity & 3/50 & 3 & \textbf{0.6100 [0.5852, 0.6348]}" in out
     for line in out.split("which differences")[0].splitlines():
         if line.endswith(r"\\"):
-            # every row has as many cells as the column spec: 11 columns, 10 separators
-            assert line.count(" & ") == 10, line
+            # every row has as many cells as the column spec: loss, trials, n, a column per mode and metric,
+            # untrained, rank
+            assert line.count(" & ") == 4 + 2 * len(METRICS), line
     assert "_" not in out.replace(r"\_", "")
 
 
@@ -197,7 +206,8 @@ def test_budget_uses_the_study_total_when_recorded(tmp_path, capsys):
     name = add_study(url, "sop", "triplet", [{"margin": 0.1}, {"margin": 0.2}], [0.3, 0.4], protocol="mlrc")
     optuna.load_study(study_name=name, storage=url).set_user_attr("total_trials", 8)
     assert main(["report", "--storage", url, "--format", "md"]) == 0
-    assert "| triplet | 2/8 | - | - | - | - | - | - | - | - | - | 0.3846 |" in capsys.readouterr().out
+    no_tests = "- | " * (3 + 2 * len(METRICS))  # n, a column per mode and metric, untrained, rank; then MLRC's
+    assert f"| triplet | 2/8 | {no_tests}0.3846 |" in capsys.readouterr().out
 
 
 def test_best_parameter_bounds_are_the_ranges_the_study_searched(tmp_path):
