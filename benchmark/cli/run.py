@@ -47,24 +47,27 @@ def _run(args) -> int:
             indent=2,
         ))
         return 0
+    from benchmark.evaluation.registry import METRICS, OBJECTIVE
     from benchmark.search_space import format_params
 
     print(f"{args.loss} on {args.dataset} ({experiment.label}), params {format_params(params)}")
-    print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {'untrained MAP@R':>15}  {'MAP@R':>7}  "
-          f"{'R-Prec':>7}  {'P@1':>7}")
+    # The objective first, then every other metric of the table.
+    shown = [METRICS[OBJECTIVE], *(m for m in METRICS.values() if m.key != OBJECTIVE)]
+    untrained_head = f"untrained {METRICS[OBJECTIVE].label}"
+    print(f"{'fold':>4}  {'status':<15} {'epochs':>6} {'best':>4}  {untrained_head:>15}  "
+          + "  ".join(f"{m.label:>{max(7, len(m.label))}}" for m in shown))
     for r in results:
-        b = r.best_metrics
         print(f"{r.fold + 1:>4}  {r.status:<15} {r.epochs_trained:>6} {r.best_epoch:>4}  "
-              f"{r.untrained_metrics['mean_average_precision_at_r']:>15.4f}  {b['mean_average_precision_at_r']:>7.4f}  "
-              f"{b['r_precision']:>7.4f}  {b['precision_at_1']:>7.4f}")
+              f"{r.untrained_metrics[OBJECTIVE]:>15.4f}  "
+              + "  ".join(f"{r.best_metrics[m.key]:>{max(7, len(m.label))}.4f}" for m in shown))
     if params.get("scale_schedule", "constant") != "constant":
         print(f"softmax scale by epoch ({params['scale_schedule']} schedule):")
         for r in results:
             print(f"{r.fold + 1:>4}  " + " ".join(f"{row['scale']:.3g}" for row in r.curve))
     from benchmark.results import learned
 
-    best = [r.best_metrics["mean_average_precision_at_r"] for r in results]
-    untrained = [r.untrained_metrics["mean_average_precision_at_r"] for r in results]
+    best = [r.best_metrics[OBJECTIVE] for r in results]
+    untrained = [r.untrained_metrics[OBJECTIVE] for r in results]
     if len(results) < 2:
         verdict = "  (one fold: no interval to tell learning from noise)"
     elif learned(best, untrained):
