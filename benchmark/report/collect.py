@@ -36,7 +36,7 @@ from benchmark.results import (
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
 from benchmark.tuning.namespace import in_namespace
-from benchmark.tuning.studies import NONFINITE_ATTR, NONFINITE_SCORE
+from benchmark.tuning.studies import LABEL_ATTR, NONFINITE_ATTR, NONFINITE_SCORE, SAMPLERS_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _identity(name: str, attrs: dict) -> tuple[str, str, str]:
     """(dataset, loss, protocol) from the study's attributes, else from its name ``<dataset>-<loss>-<protocol>``."""
     parts = name.split("-")
     protocol = attrs.get("protocol")
-    protocol_name = attrs.get("label") or (protocol_label(protocol) if isinstance(protocol, dict) else protocol)
+    protocol_name = attrs.get(LABEL_ATTR) or (protocol_label(protocol) if isinstance(protocol, dict) else protocol)
     return (
         str(attrs.get("dataset") or (parts[0] if len(parts) == 3 else name)),
         str(attrs.get("loss") or (parts[1] if len(parts) == 3 else name)),
@@ -201,7 +201,7 @@ def leaderboard(data: ReportData) -> pd.DataFrame:
     for s in data.studies:
         row = rows.setdefault((s.dataset, s.protocol, s.loss), _empty_row(s.dataset, s.protocol, s.loss))
         row.update(study=s.name, trials_finished=s.finished, trials_total=s.total, best_val_map_at_r=s.best_value,
-                   sampler=", ".join(s.attrs.get("samplers", [])) or None, nonfinite_trials=s.nonfinite)
+                   sampler=", ".join(s.attrs.get(SAMPLERS_ATTR, [])) or None, nonfinite_trials=s.nonfinite)
     for r in data.summary.itertuples(index=False):
         if r.mode not in MODES or r.metric not in METRICS:
             continue
