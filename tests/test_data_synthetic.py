@@ -59,10 +59,22 @@ def test_deterministic_and_regenerated_when_the_manifest_differs(tmp_path):
 
 
 def test_images_vary_within_a_class():
+    backgrounds = synthetic._backgrounds(np.random.default_rng(4), 96)
     first, second = (np.asarray(synthetic._render(np.random.default_rng(n), synthetic._layout(np.random.default_rng(1), 3),
-                                                   synthetic._details(np.random.default_rng(2), 3), 48)) for n in (0, 1))
+                                                   synthetic._details(np.random.default_rng(2), 3), 48, backgrounds))
+                     for n in (0, 1))
     assert first.shape == (48, 48, 3) and first.dtype == np.uint8
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 10
+
+
+def test_look_alike_twins_differ_in_one_part_colour():
+    config = SyntheticConfig()
+    s = config.superclasses
+    for c in (0, 3, 2 * s + 1, 100):  # c and c + superclasses share the layout (c mod superclasses)
+        a, b = synthetic._class_details(config, c), synthetic._class_details(config, c + s)
+        assert a["body_colour"] == b["body_colour"] and a["mark_colour"] == b["mark_colour"]
+        assert sum(x != y for x, y in zip(a["part_colours"], b["part_colours"])) == 1
+        assert a["mark_pos"] != b["mark_pos"]
 
 
 def test_verify_and_splits_via_cli(tmp_path):
