@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+
+import pytest
 
 from _tiny import run_benchmark
-from benchmark.perf.pruning import reach, replay_seed
+from benchmark.perf.pruning import compare, reach, replay_seed
 from benchmark.perf.suite import PRESETS
+from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS
 
 
 def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
@@ -39,6 +43,13 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
     for seed in pruning["per_seed"]:  # the per-seed detail that explains a ratio
         assert seed["unpruned_compute_to_reach"] >= 1 and seed["target"] <= seed["unpruned_best"]
         assert set(seed["pruners"]) == {"successive_halving", "median", "hyperband"}
+    assert len(pruning["pool"]) == data["settings"]["pruning_pool"] >= pruning["trials_per_study"]
+    signal = pruning["pool_signal"]
+    assert 1 <= signal["configurations_within_fold_noise_of_the_best"] <= len(pruning["pool"])
+    assert signal["best_result"] >= signal["median_result"] and 0 <= signal["median_first_validation"] <= 1
+    assert pruning["pruner_settings"]["successive_halving"]["startup_trials"] == PRUNER_STARTUP_TRIALS
+    low, high = pruning["summary"]["successive_halving"]["quartiles_compute_over_unpruned_to_reach"]
+    assert low <= pruning["summary"]["successive_halving"]["median_compute_over_unpruned_to_reach"] <= high
     assert pruning["summary"]["successive_halving"]["median_compute_of_trials_over_unpruned"] <= 1
     assert set(data["targets"]) == {
         "cli_help_seconds", "evaluation_time_over_bare_knn", "evaluation_time_over_pml", "evaluation_max_abs_diff_vs_pml",
@@ -64,23 +75,37 @@ def test_reach_counts_compute_up_to_the_first_complete_trial_at_the_target():
     assert reach(rows, 0.31) == (None, None)
 
 
+def _flat_configs(values: list[float]) -> list[dict]:
+    """Configurations with flat curves: each fold scores its value at every one of 6 epochs, validated each epoch."""
+    return [{"folds": [{"validations": [[e, v] for e in range(1, 7)], "epochs": 6, "best": v}] * 4} for v in values]
+
+
 def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
-    # 10 configurations with flat curves: value i / 100 in every fold; 6 epochs per fold, validated each epoch.
-    configs = [{"folds": [{"validations": [[e, i / 100] for e in range(1, 7)], "epochs": 6, "best": i / 100}] * 4}
-               for i in range(10)]
-    order = [i % 10 for i in range(500)]
-    result = replay_seed(configs, order, trials=30, max_epochs=6, patience=2)
+    # 40 distinct configurations: the first 10 ascending to the best (0.09), the rest hopeless (0.01).
+    configs = _flat_configs([i / 100 for i in range(10)] + [0.01] * 30)
+    result = replay_seed(configs, list(range(40)), trials=30, max_epochs=6, patience=2)
     assert result["unpruned_best"] == 0.09 and result["unpruned_compute"] == 30 * 24
     assert result["unpruned_compute_to_reach"] == 10 * 24  # the best configuration is the 10th trial
     for pruner in ("successive_halving", "median", "hyperband"):
         e = result["pruners"][pruner]
         assert e["compute_of_first_trials_over_unpruned"] < 1 and e["best_at_equal_compute"] == 0.09
         assert e["compute_to_reach"] == 10 * 24  # ascending order: nothing before the best is worth pruning
+        assert e["pool_used_up_before_equal_compute"]  # the hopeless 30 cost less than the unpruned 20 after the best
+
+
+def test_a_study_never_repeats_a_configuration():
+    configs = _flat_configs([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="repeats a configuration"):
+        replay_seed(configs, [0, 1, 0], trials=3, max_epochs=6, patience=2)
+    # The pool must fill a study with distinct configurations: refused before anything trains.
+    with pytest.raises(ValueError, match="cannot fill a 50-trial study"):
+        compare(Path("unused"), "24x4", pool=49, trials=50, seeds=(0,), overrides={})
 
 
 def test_quick_and_full_measure_pruning_as_stated_50_trial_studies_over_at_least_5_seeds():
     for preset in (PRESETS["quick"], PRESETS["full"]):
         assert preset.pruning_trials == 50 and len(preset.pruning_seeds) >= 5
+        assert preset.pruning_pool >= preset.pruning_trials  # distinct configurations, as in a real study
 
 
 def test_gpu_check_runs_its_code_path_on_the_cpu_at_tiny_sizes(tmp_path, capsys):

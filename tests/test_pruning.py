@@ -12,7 +12,8 @@ from benchmark.config import protocol_for
 from benchmark.errors import UserError
 from benchmark.search_space import load_search_space
 from benchmark.training.experiment import Experiment
-from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS, PruningReporter, fold_step, make_pruner
+from benchmark.tuning.pruning import (PERCENTILE, PRUNER_STARTUP_TRIALS, REDUCTION_FACTOR, PruningReporter,
+                                      fold_step, make_pruner, pruner_settings)
 from benchmark.tuning.study import Tuner
 
 MAX_EPOCHS, FOLDS, PATIENCE = 6, 4, 3
@@ -74,6 +75,18 @@ def test_reported_values_converge_to_the_trial_value():
     assert fold_step(MAX_EPOCHS) > 2 * MAX_EPOCHS  # beyond any epoch, extra scale-schedule phase included
 
 
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband"])
+def test_no_trial_is_judged_before_the_recorded_start_up_trials(pruner):
+    settings = pruner_settings(pruner, MAX_EPOCHS, FOLDS, PATIENCE)
+    assert settings["startup_trials"] == PRUNER_STARTUP_TRIALS and settings["warmup_epochs"] == PATIENCE + 1
+    study = _study(pruner)
+    for i in range(settings["startup_trials"] - 1):
+        _replay(study, [0.3, 0.4, 0.5], [0.5 + i / 100] * FOLDS)
+    # One complete trial short of the start-up: the hopeless trial is not judged inside fold 0.
+    state, epochs = _replay(study, [0.05, 0.06, 0.07], [0.07] * FOLDS)
+    assert epochs >= MAX_EPOCHS
+
+
 def test_unknown_pruner_is_a_user_error():
     with pytest.raises(UserError, match="unknown pruner"):
         make_pruner("nope", MAX_EPOCHS, FOLDS, PATIENCE)
@@ -99,5 +112,9 @@ def test_tuner_reports_fold_0_epochs_and_folds_and_records_its_pruner(tiny_env, 
     assert sorted(trial.intermediate_values) == [1, 2, step, 2 * step]  # fold 0's validations, then each fold
     assert trial.intermediate_values[2 * step] == pytest.approx(trial.value)
     assert tuner.study.user_attrs["pruner"] == "successive_halving"
+    # The rules behind the name, as the study was first run with them (protocol: max_epochs 2, 2 folds, patience 2).
+    assert tuner.study.user_attrs["pruner_settings"] == {
+        "pruner": "successive_halving", "startup_trials": PRUNER_STARTUP_TRIALS, "warmup_epochs": 3,
+        "percentile": PERCENTILE, "fold_step": step, "num_folds": 2, "reduction_factor": REDUCTION_FACTOR}
     with pytest.raises(UserError, match="--pruner successive_halving, not median"):
         Tuner(experiment, url, url, total_trials=2, sampler="random", pruner="median", seed=0)

@@ -19,12 +19,15 @@ def test_section_lists_every_target_with_its_verdict(tmp_path):
             "training_loop_over_bare": {"target": "<= 1.10", "measured": 1.0061, "met": True},
             "evaluation_time_over_pml": {"target": "<= 0.2", "measured": 0.5986, "met": False},
             "pruning_folds_to_reach_over_unpruned": {"target": "<= 0.6", "measured": None, "met": False},
+            "pruning_compute_to_reach_over_unpruned": {"target": "<= 0.5", "measured": 0.59, "met": False,
+                                                       "why": "more than half <the unpruned compute>"},
         },
     }))
     html = perf_section(load_perf(path))
     assert "<td>pruning_folds_to_reach_over_unpruned</td><td>&lt;= 0.6</td><td>n/a</td><td>no</td>" in html
     assert "<td>training_loop_over_bare</td><td>&lt;= 1.10</td><td>1.01</td><td>yes</td>" in html
     assert "<td>evaluation_time_over_pml</td><td>&lt;= 0.2</td><td>0.599</td><td>no</td>" in html
+    assert "<td>0.59</td><td>no: more than half &lt;the unpruned compute&gt;</td>" in html  # missed, with why
     assert "<b>cpu</b>" not in html and "&lt;b&gt;cpu&lt;/b&gt;" in html
 
 

@@ -43,33 +43,37 @@ class Settings:
     notes: tuple[str, ...] = ()
 
 
-# Pruning pool folds: short, validated every epoch, early stopping active, so curves differ in length as in MLRC.
+# Pruning pool folds: short (6 steps x up to 8 epochs), validated every epoch, early stopping active, so curves differ
+# in length as in MLRC. Not shorter: at 4 steps of 16 images the median configuration ended 0.02 MAP@R above its first
+# validation (0.09 at these settings), five were within the best's fold noise, and the replay then measured luck, not
+# pruning (benchmark/perf/pruning.py). ~13 s a configuration on one idle core.
 _POOL_FOLDS = {"iterations_per_epoch": 6, "max_epochs": 8, "save_interval": 1, "patience": 3}
-_PRUNING_NOTE = ("pruning: a replay of {pool} configurations trained for real (synthetic 60x12, quick protocol cut to "
-                 "6 steps x up to 8 epochs per fold, validated every epoch, patience 3) in 50-trial random orders over "
-                 "{seeds} seeds; the sampler's own steering is not part of the figure")
+_PRUNING_NOTE = ("pruning: a replay of {pool} distinct configurations trained for real (synthetic 60x12, quick "
+                 "protocol cut to 6 steps x up to 8 epochs per fold, validated every epoch, patience 3), each seed a "
+                 "50-trial study in its own order without repeats, over {seeds} seeds; the sampler's own steering is "
+                 "not part of the figure")
 
 PRESETS = {
     "full": Settings(
         name="full", evaluation=((8000, 512, 100), (60000, 128, 11000)), evaluation_repeats=3,
         training_steps=20, training_repeats=10, images=500, image_repeats=3,
-        pruning_size="60x12", pruning_pool=32, pruning_trials=50, pruning_seeds=tuple(range(20)),
-        pruning_protocol=_POOL_FOLDS, notes=(_PRUNING_NOTE.format(pool=32, seeds=20),),
+        pruning_size="60x12", pruning_pool=100, pruning_trials=50, pruning_seeds=tuple(range(20)),
+        pruning_protocol=_POOL_FOLDS, notes=(_PRUNING_NOTE.format(pool=100, seeds=20),),
     ),
     "quick": Settings(
         name="quick", evaluation=((8000, 512, 100), (20000, 128, 3700)), evaluation_repeats=2,
         training_steps=10, training_repeats=10, images=200, image_repeats=3,
-        # Pruning: the full trial budget and seeds (replaying is cheap), a smaller pool.
-        pruning_size="60x12", pruning_pool=12, pruning_trials=50, pruning_seeds=tuple(range(20)),
+        # Pruning: the full trial budget and seeds (replaying is cheap), a smaller pool that still exceeds a study.
+        pruning_size="60x12", pruning_pool=64, pruning_trials=50, pruning_seeds=tuple(range(20)),
         pruning_protocol=_POOL_FOLDS,
         notes=("evaluation: the SOP-sized case is reduced from 60k x 128 / ~11k classes to 20k x 128 / ~3.7k",
-               _PRUNING_NOTE.format(pool=12, seeds=20)),
+               _PRUNING_NOTE.format(pool=64, seeds=20)),
     ),
     # For the smoke test: every code path in seconds; the figures mean nothing.
     "tiny": Settings(
         name="tiny", evaluation=((1000, 16, 10),), evaluation_repeats=1,
         training_steps=1, training_repeats=1, images=4, image_repeats=1,
-        pruning_size="24x4", pruning_pool=2, pruning_trials=6, pruning_seeds=(0, 1),
+        pruning_size="24x4", pruning_pool=4, pruning_trials=3, pruning_seeds=(0, 1),
         pruning_protocol={"iterations_per_epoch": 1, "max_epochs": 2, "save_interval": 1, "patience": 2,
                           "num_folds": 2},
         fold_size="24x4", fold_epochs=2, fold_repeats=1,
@@ -196,8 +200,16 @@ def targets(results: dict) -> dict:
         within = headline["seeds_best_at_equal_compute_within_noise"]
         # Met: half the compute to reach the unpruned best (median over seeds), and at equal compute the pruned
         # study's best within the unpruned best's fold noise on every seed.
-        add("pruning_compute_to_reach_over_unpruned", "<= 0.5", ratio, ratio <= 0.5 and within == len(r["seeds"]),
-            pruner=r["headline_pruner"], seeds_best_at_equal_compute_within_noise=within)
+        met = ratio <= 0.5 and within == len(r["seeds"])
+        why = {} if met else {"why": "more than half the unpruned compute in the median seed" if ratio > 0.5 else
+                              f"best at equal compute below the unpruned best's fold noise in "
+                              f"{len(r['seeds']) - within} seeds"}
+        add("pruning_compute_to_reach_over_unpruned", "<= 0.5", ratio, met, pruner=r["headline_pruner"],
+            quartiles=[round(q, 3) for q in headline["quartiles_compute_over_unpruned_to_reach"]],
+            seeds_best_at_equal_compute_within_noise=within,
+            # Many configurations within the best's fold noise: the unpruned study meets one early, little to save.
+            pool_configurations_within_fold_noise_of_the_best=r["pool_signal"][
+                "configurations_within_fold_noise_of_the_best"], **why)
     return out
 
 
@@ -282,7 +294,9 @@ def table(results: dict) -> str:
         lines.append(f"pruning replay ({r['pool_configurations']} configurations, {r['trials_per_study']}-trial studies, "
                      f"{len(r['seeds'])} seeds; medians):")
         for name, e in r["summary"].items():
-            lines.append(f"  {name:<20} compute to reach the unpruned best {e['median_compute_over_unpruned_to_reach']:.2f}x, "
+            low, high = e["quartiles_compute_over_unpruned_to_reach"]
+            lines.append(f"  {name:<20} compute to reach the unpruned best {e['median_compute_over_unpruned_to_reach']:.2f}x "
+                         f"[quartiles {low:.2f}, {high:.2f}], "
                          f"compute of {r['trials_per_study']} trials {e['median_compute_of_trials_over_unpruned']:.2f}x, "
                          f"best at equal compute {e['median_best_at_equal_compute_minus_unpruned_best']:+.4f}")
     lines += ["", f"{'target':<42}{'wanted':>9}{'measured':>12}  met"]

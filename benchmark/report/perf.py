@@ -35,7 +35,10 @@ def perf_section(perf: dict) -> str:
         # None: no ratio, e.g. a pruned study that never reached the unpruned best.
         shown = "n/a" if measured is None else f"{measured:.3g}" if isinstance(measured, float) else str(measured)
         met = target.get("met")
+        verdict = "yes" if met else "no" if met is not None else "-"
+        if not met and target.get("why"):  # a missed target says why (benchmark perf records it)
+            verdict += f": {target['why']}"
         out.append(f"<tr><td>{escape(str(name))}</td><td>{escape(str(target.get('target', '')))}</td>"
-                   f"<td>{escape(shown)}</td><td>{'yes' if met else 'no' if met is not None else '-'}</td></tr>")
+                   f"<td>{escape(shown)}</td><td>{escape(verdict)}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)

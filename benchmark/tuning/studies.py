@@ -14,6 +14,7 @@ from benchmark.data.splits import check_split_hash
 from benchmark.errors import UserError
 from benchmark.search_space import SearchSpace, check_same_code
 from benchmark.training.experiment import Experiment
+from benchmark.tuning.pruning import pruner_settings
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ NONFINITE_SCORE = 0.0
 SEED_DEFAULTS_ATTR = "seed_defaults"  # study attribute: whether trial 0 was the search space's defaults
 SEEDED_ATTR = "seeded"  # trial attribute of that trial
 PRUNER_ATTR = "pruner"
+PRUNER_SETTINGS_ATTR = "pruner_settings"
 
 
 def study_name(dataset: str, loss: str, protocol: str) -> str:
@@ -58,6 +60,9 @@ def record_or_check_settings(study: optuna.Study, e: Experiment, *, pruner: str,
                             "would be judged by two rules; use the same --pruner, or another --storage")
     if attrs.get(PRUNER_ATTR) is None:
         study.set_user_attr(PRUNER_ATTR, pruner)
+        # The rules behind the name (start-up trials, warm-up, percentile, reduction factor), as first run.
+        p = e.protocol
+        study.set_user_attr(PRUNER_SETTINGS_ATTR, pruner_settings(pruner, p.max_epochs, p.num_folds, p.patience))
     study.set_user_attr("total_trials", total)  # the budget the report shows; the latest --trials
     # Every sampler that proposed trials of this study (several when workers or resumes differ), for the report.
     used = list(attrs.get(SAMPLERS_ATTR, []))
