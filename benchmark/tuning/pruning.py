@@ -28,14 +28,15 @@ The settings are the replay's choice (``benchmark perf``: median compute to reac
 at the perf suite's trial size, then both cut to 4 steps of 16 images (trials that barely learn):
 
     pool                   successive halving   Hyperband   fold 0 alone   folds alone
-    multi_similarity       0.44                 0.53        0.60           0.50
+    multi_similarity       0.44                 0.53-0.56   0.60           0.50
     contrastive            0.75                 0.93        1.00           0.75
     contrastive, cut       0.57                 0.80        0.73           0.59
     multi_similarity, cut  0.59                 0.81        0.85           0.59
 
 Warm-up (1, 2 or patience + 1 epochs) and the fold-0 percentile (50, 66, 75) moved it by 0.04 at most, so the
 cautious values stay (fewer good trials stopped by one slow start); reduction factor 2 or 3 alike, 4 worse on the
-last pool (0.77). Where the ratio stays high no setting helped: on the contrastive pool 11 configurations are within
+last pool (0.77). Hyperband's figures vary between runs (Optuna draws its brackets from the study's random name).
+Where the ratio stays high no setting helped: on the contrastive pool 11 configurations are within
 the best's fold noise, the unpruned study meets one by its 4th trial in the median seed, and only start-up trials and
 that trial itself come before it. Every setting above kept the best at equal compute within noise on 20 of 20 seeds.
 """
