@@ -60,8 +60,8 @@ def test_deterministic_and_regenerated_when_the_manifest_differs(tmp_path):
 
 def test_images_vary_within_a_class():
     backgrounds = synthetic._backgrounds(np.random.default_rng(4), 96)
-    first, second = (np.asarray(synthetic._render(np.random.default_rng(n), synthetic._layout(np.random.default_rng(1), 3),
-                                                   synthetic._details(np.random.default_rng(2), 3), 48, backgrounds))
+    layout, details = synthetic._layout(np.random.default_rng(1), 3), synthetic._details(np.random.default_rng(2), 3)
+    first, second = (np.asarray(synthetic._render(np.random.default_rng(n), layout, details, 48, backgrounds))
                      for n in (0, 1))
     assert first.shape == (48, 48, 3) and first.dtype == np.uint8
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 10

@@ -15,8 +15,8 @@ separated-128 MAP@R, mean of 3 reproductions): the untrained small CNN 0.0115; t
 quick preset (6 epochs x 10) contrastive reaches 0.028 and proxy_anchor 0.022 (concatenated-512: 0.043, 0.028),
 i.e. 2-2.5x, both 95 % intervals entirely above the untrained value. At the default size (200 x 30) the full
 quick preset (`benchmark run --loss multi_similarity --dataset synthetic --protocol quick`, 4 folds of classes 0-99)
-reaches validation MAP@R 0.245 from 0.014 untrained, best epochs 38-40 of 40. (Version 1, without shared backgrounds or
-twins, let the same CNN reach 0.32 on classes 100-199 after ~480 Adam steps.)
+reaches validation MAP@R 0.245 from 0.014 untrained, best epochs 38-40 of 40. (Version 1, without shared
+backgrounds or twins, let the same CNN reach 0.32 on classes 100-199 after ~480 Adam steps.)
 
 Images are written once to ``<data_root>/synthetic/<class>/<n>.png`` (the ``folder`` layout) with a manifest;
 they are regenerated only when the manifest (generator version, seed, sizes) differs.
@@ -221,7 +221,8 @@ def _backgrounds(rng: np.random.Generator, big: int) -> list[Image.Image]:
         field = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8)).resize((big, big), Image.BICUBIC)
         t = np.asarray(field, dtype=np.float32)[..., None] / 255
         low, high = rng.uniform(20, 150, 3), rng.uniform(90, 230, 3)
-        scene = Image.fromarray(np.clip(low + (high - low) * t + rng.normal(0, 8, (big, big, 3)), 0, 255).astype(np.uint8))
+        pixels = low + (high - low) * t + rng.normal(0, 8, (big, big, 3))
+        scene = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(scene)
         for _ in range(rng.integers(3, 8)):
             _clutter(draw, rng, big)
