@@ -111,6 +111,17 @@ def test_per_loss_sections(report):
     assert "No retrieval examples stored" in report and "not part of this report" not in report
 
 
+def test_best_parameters_show_the_bound_column_only_when_a_parameter_is_flagged(tmp_path):
+    url = sqlite_url(tmp_path / "inside.db")
+    add_study(url, "cub200", "multi_similarity", [{"alpha": 20.0, "beta": 30.0}], [0.3])
+    out = tmp_path / "index.html"
+    assert main(["report", "--storage", url, "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    best = "".join(re.findall(r'<table class="best-params">(.*?)</table>', html, re.S))
+    assert "<th>search range</th></tr>" in best and "<td></td>" not in best
+    assert "Flagged: within" not in html
+
+
 def test_environment_section(report):
     assert "abc123def" in report and "9232066bb41fa04d" in report
     assert "torch 2.14.1" in report and "split scheme mlrc" in report

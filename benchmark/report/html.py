@@ -297,13 +297,16 @@ def _best_params(s: StudyData) -> str:
             if side:
                 flag = f'<span class="bound">at the {side} bound</span>'
         shown = f"{value:.6g}" if isinstance(value, float) else str(value)
-        rows.append(f"<tr><td>{escape(name)}</td><td>{escape(shown)}</td><td>{escape(bounds)}</td>"
-                    f"<td>{flag}</td></tr>")
+        rows.append((name, shown, bounds, flag))
+    # The flag column and its explanation only where a parameter is flagged (an empty column reads as missing data).
+    flagged = any(flag for *_, flag in rows)
+    body = "".join(f"<tr><td>{escape(name)}</td><td>{escape(shown)}</td><td>{escape(bounds)}</td>"
+                   + (f"<td>{flag}</td>" if flagged else "") + "</tr>" for name, shown, bounds, flag in rows)
     return (f"<h4>Best parameters (validation MAP@R {s.best_value:.4f})</h4><table class=\"best-params\"><thead>"
-            "<tr><th>parameter</th><th>value</th><th>search range</th><th></th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>"
-            f'<p class="note">Flagged: within {BOUND_FRACTION:.0%} of the range from a bound (log scale for log '
-            "parameters); the optimum may lie outside the range.</p>")
+            "<tr><th>parameter</th><th>value</th><th>search range</th>"
+            + ("<th>at a bound</th>" if flagged else "") + "</tr></thead><tbody>" + body + "</tbody></table>"
+            + (f'<p class="note">Flagged: within {BOUND_FRACTION:.0%} of the range from a bound (log scale for log '
+               "parameters); the optimum may lie outside the range.</p>" if flagged else ""))
 
 
 def at_bound(value, low: float, high: float, log: bool) -> str | None:
