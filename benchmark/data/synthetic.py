@@ -11,9 +11,9 @@ own palette; and partial occlusion. Super-classes are interleaved (class c has s
 of the classes (train+val and test) contain every layout and the test classes are new combinations of familiar parts.
 
 Calibration (generator version 2, measured with `make demo`: 100 classes x 12 images, test = classes 50-99,
-separated-128 MAP@R, mean of 3 reproductions): the untrained small CNN 0.0115; trained for only 60 steps of the
-quick preset (6 epochs x 10) contrastive reaches 0.028 and proxy_anchor 0.022 (concatenated-512: 0.043, 0.028),
-i.e. 2-2.5x, both 95 % intervals entirely above the untrained value. At the default size (200 x 30) the full
+separated-128 MAP@R, mean of 5 reproductions): the untrained small CNN 0.0118; trained for only 100 steps of the
+quick preset (10 epochs x 10) contrastive reaches 0.033 and proxy_anchor 0.028 (concatenated-512: 0.052, 0.038),
+i.e. 2.4-2.8x, both 95 % intervals entirely above the untrained value. At the default size (200 x 30) the full
 quick preset (`benchmark run --loss multi_similarity --dataset synthetic --protocol quick`, 4 folds of classes 0-99)
 reaches validation MAP@R 0.245 from 0.014 untrained, best epochs 38-40 of 40. (Version 1, without shared
 backgrounds or twins, let the same CNN reach 0.32 on classes 100-199 after ~480 Adam steps.)
