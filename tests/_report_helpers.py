@@ -10,7 +10,8 @@ from optuna.distributions import FloatDistribution
 from benchmark.results import ResultsStore
 
 PROVENANCE = {"python": "3.11.7", "packages": {"torch": "2.14.1", "optuna": "5.0.0"},
-              "git": {"commit": "abc123def", "dirty": False}, "device": "cpu", "platform": "Linux", "hostname": "h"}
+              "git": {"commit": "abc123def", "dirty": False}, "device": "cpu", "torch_threads": 2, "platform": "Linux",
+              "hostname": "h"}
 SPLIT_HASH = "9232066bb41fa04d"
 
 

@@ -125,6 +125,7 @@ def test_best_parameters_show_the_bound_column_only_when_a_parameter_is_flagged(
 def test_environment_section(report):
     assert "abc123def" in report and "9232066bb41fa04d" in report
     assert "torch 2.14.1" in report and "split scheme mlrc" in report
+    assert "<td>cpu, 2 threads</td>" in report  # a CPU's numbers depend on its thread count
 
 
 @pytest.mark.parametrize(("value", "low", "high", "log", "expected"), [

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
@@ -341,6 +342,7 @@ def test_provenance(tmp_path):
     assert provenance["packages"]["sqlalchemy"] == metadata.version("sqlalchemy")
     assert any(name.startswith("faiss") and version for name, version in provenance["packages"].items())
     assert provenance["hostname"] and provenance["platform"]
+    assert provenance["torch_threads"] == torch.get_num_threads()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
     if head.returncode == 0:
         assert provenance["git"]["commit"] == head.stdout.strip()

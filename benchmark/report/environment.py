@@ -33,7 +33,7 @@ def environment_section(data: ReportData) -> str:
         for name, rows in runs.groupby("study_name", sort=True):
             provenance = [p if isinstance(p, dict) else {} for p in rows["provenance"]]
             commits = _distinct(_commit(p) for p in provenance)
-            devices = _distinct(_text(p.get("device")) for p in provenance)
+            devices = _distinct(_device(p) for p in provenance)
             pythons = _distinct(_text(p.get("python")) for p in provenance)
             packages = _distinct(", ".join(f"{k} {v}" for k, v in sorted((p.get("packages") or {}).items()))
                                  for p in provenance)
@@ -50,6 +50,12 @@ def environment_section(data: ReportData) -> str:
                        f"split hash {escape(str(s.attrs.get('split_hash', '?')))}, search space "
                        f"{escape(str(s.attrs.get('search_space', '?')))}; protocol {escape(settings)}</p>")
     return "\n".join(out)
+
+
+def _device(provenance: dict) -> str:
+    """``cpu, 2 threads``: on a CPU the thread count is part of what reproduces a number."""
+    device, threads = _text(provenance.get("device")), provenance.get("torch_threads")
+    return f"{device}, {threads} threads" if device == "cpu" and threads else device
 
 
 def _commit(provenance: dict) -> str:

@@ -38,6 +38,8 @@ def collect_provenance(device: str) -> dict:
         "cuda": _torch_cuda_version(),
         "git": _git_state(Path(benchmark.__file__).resolve().parent),
         "device": _describe_device(device),
+        # CPU results depend on it: float reductions split over threads round differently.
+        "torch_threads": _torch_threads(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),  # with the host, tells a run whose process died (killed, machine lost) from a live one
@@ -68,6 +70,14 @@ def _torch_cuda_version() -> str | None:
     except ImportError:
         return None
     return torch.version.cuda
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def _describe_device(device: str) -> str:
