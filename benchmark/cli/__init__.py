@@ -40,7 +40,9 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
-        action = super().add_argument(*args, **kwargs)
+        return self.record(super().add_argument(*args, **kwargs))
+
+    def record(self, action: argparse.Action) -> argparse.Action:
         self.long_flags += [flag for flag in action.option_strings if flag.startswith("--")]
         return action
 
@@ -63,9 +65,7 @@ class _RecordedGroup:
         self.parser, self.group = parser, group
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
-        action = self.group.add_argument(*args, **kwargs)
-        self.parser.long_flags += [flag for flag in action.option_strings if flag.startswith("--")]
-        return action
+        return self.parser.record(self.group.add_argument(*args, **kwargs))
 
 
 def _choice_suggestion(message: str) -> str:

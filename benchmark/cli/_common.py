@@ -169,7 +169,8 @@ def experiment_from_args(args):
     weights = args.weights or default_weights(protocol.name)
     from benchmark.models.trunks import check_weights
 
-    check_weights(protocol.trunk, weights, weights_dir())  # before any data is read or study created
+    weights_folder = weights_dir()
+    check_weights(protocol.trunk, weights, weights_folder)  # before any data is read or study created
     return Experiment.create(
         dataset_name=args.dataset,
         loss_name=args.loss,
@@ -182,7 +183,7 @@ def experiment_from_args(args):
         num_workers=args.workers,
         study_prefix=study_prefix(args),
         compile=args.compile,
-        weights_dir=weights_dir(),
+        weights_dir=weights_folder,
         synthetic=synthetic_config(),
     )
 

@@ -51,8 +51,8 @@ class DatasetSpec:
     # MLRC's validation schedule on it, (interval, patience) in epochs (powerful-benchmarker's
     # configs/config_general/with_<dataset>.yaml); the pretrained presets follow it.
     mlrc_validation: tuple[int, int] = MLRC_DEFAULT_VALIDATION
-    # Generated (synthetic) rather than read: get_dataset writes <data_root>/<name> from its SyntheticConfig first.
-    generated: bool = False
+    # For a generated dataset: writes <data_root>/<name> from a SyntheticConfig (unless already there), before load.
+    generate: Callable[[Path, SyntheticConfig], Path] | None = None
 
 
 def _locate(spec_name: str, data_root: Path, candidates: list[Path], markers: list[str]) -> Path:
@@ -264,7 +264,7 @@ _SPECS = [
         layout="synthetic/<class>/<n>.png and synthetic/manifest.json (generated)",
         source="generated locally on first use (nothing to download)",
         load=_load_synthetic,
-        generated=True,
+        generate=ensure_synthetic,
     ),
 ]
 
@@ -288,8 +288,8 @@ def get_dataset(name: str, data_root: Path, synthetic: SyntheticConfig = Synthet
     """Read dataset ``name`` from ``data_root``; ``synthetic`` is generated there on first use, at that size."""
     spec = get_spec(name)
     data_root = Path(data_root).expanduser()
-    if spec.generated:
-        ensure_synthetic(data_root / name, synthetic)
+    if spec.generate is not None:
+        spec.generate(data_root / name, synthetic)
     dataset = spec.load(data_root)
     logger.debug("%s: %d images, %d classes under %s", name, len(dataset), len(dataset.class_ids), dataset.root)
     return dataset

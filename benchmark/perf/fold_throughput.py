@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from pytorch_metric_learning import losses
 from pytorch_metric_learning.samplers import MPerClassSampler
@@ -35,18 +34,15 @@ from benchmark.models import build_model
 from benchmark.training.fold import FoldTrainer, fold_data
 from benchmark.training.loaders import EMBED_BATCH_SIZE
 from benchmark.training.seeding import seed_everything
+from benchmark.training.threads import torch_threads
 
 LOSS = "multi_similarity"
 PARAMS = {"alpha": 2.0, "beta": 50.0, "base": 0.5}
 
 
 def compare(data_root: Path, size: str = "60x12", epochs: int = 4, repeats: int = 2, seed: int = 0) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _compare(Path(data_root), size, epochs, repeats, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _compare(data_root: Path, size: str, epochs: int, repeats: int, seed: int) -> dict:

@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 

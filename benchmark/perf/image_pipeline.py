@@ -23,6 +23,7 @@ from benchmark.config import protocol_for
 from benchmark.data.cache import DecodedImageCache, decode_image
 from benchmark.data.images import ImageSet
 from benchmark.data.transforms import train_transform
+from benchmark.training.threads import torch_threads
 
 
 def make_jpegs(directory: Path, count: int, seed: int = 0, size: tuple[int, int] = (500, 375)) -> list[Path]:
@@ -76,12 +77,8 @@ def _images_per_second(dataset) -> float:
 
 def compare(workdir: Path, count: int = 200, repeats: int = 3, seed: int = 0) -> dict:
     """Images/s of the three variants (medians over ``repeats`` alternating passes) and the cached/uncached ratio."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # like one DataLoader worker; see training_loop for why one thread on a shared CPU
-    try:
+    with torch_threads(1):  # like one DataLoader worker; see training_loop for why one thread on a shared CPU
         return _compare(Path(workdir), count, repeats, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _compare(workdir: Path, count: int, repeats: int, seed: int) -> dict:

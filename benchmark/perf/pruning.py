@@ -178,19 +178,14 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
 def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...], overrides: dict,
             loss: str = "multi_similarity") -> dict:
     """Train the pool, replay every seed, and summarise per pruner (medians and quartiles over seeds)."""
-    import torch
-
+    from benchmark.training.threads import torch_threads
     from benchmark.tuning.pruning import pruner_settings
 
     if pool < trials:
         raise ValueError(f"a pool of {pool} configurations cannot fill a {trials}-trial study without repeats")
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # curves are the measure here, not seconds
-    try:
+    with torch_threads(1):  # curves are the measure here, not seconds
         configs = pool_curves(data_root, size, pool, overrides, loss)
-    finally:
-        torch.set_num_threads(threads)
     max_epochs, patience = overrides["max_epochs"], overrides["patience"]
     results = [float(np.mean([f["best"] for f in c["folds"]])) for c in configs]
     best_folds = [f["best"] for f in configs[int(np.argmax(results))]["folds"]]

@@ -20,6 +20,7 @@ from pytorch_metric_learning import losses
 from benchmark.config import protocol_for
 from benchmark.models import build_model
 from benchmark.training.fold import FoldTrainer
+from benchmark.training.threads import torch_threads
 
 LOSS = "multi_similarity"
 PARAMS = {"alpha": 2.0, "beta": 50.0, "base": 0.5}
@@ -49,12 +50,8 @@ def _bare_epoch(model, loss_fn, optimizer, batches) -> float:
 
 def compare(protocol_name: str = "quick", steps: int = 20, repeats: int = 5, seed: int = 0, **overrides) -> dict:
     """Seconds per step of both loops (medians over ``repeats`` epochs of ``steps`` batches) and their ratio."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _compare(protocol_name, steps, repeats, seed, overrides)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _compare(protocol_name: str, steps: int, repeats: int, seed: int, overrides: dict) -> dict:

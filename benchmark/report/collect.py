@@ -36,7 +36,7 @@ from benchmark.results import (
 from benchmark.tuning.storage import open_storage
 from benchmark.tuning.grid import SWEEP_ATTR
 from benchmark.tuning.namespace import in_namespace
-from benchmark.tuning.studies import LABEL_ATTR, NONFINITE_ATTR, NONFINITE_SCORE, SAMPLERS_ATTR
+from benchmark.tuning.studies import LABEL_ATTR, NONFINITE_ATTR, SAMPLERS_ATTR
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from plotly.subplots import make_subplots
 from benchmark.config import label_not_comparable
 from benchmark.evaluation.registry import MODES, OBJECTIVE, metric_label
 from benchmark.report.collect import (
-    NONFINITE_SCORE,
     PUBLISHED_PROTOCOL,
     PUBLISHED_SOURCE,
     PUBLISHED_SUFFIX,
@@ -41,8 +40,9 @@ from benchmark.report.environment import STYLE as ENVIRONMENT_STYLE
 from benchmark.report.environment import environment_section
 from benchmark.report.sweeps import sweeps_section
 from benchmark.report.collect import differences
-from benchmark.report.tables import (DIFFERENCE_HEAD, LEGEND, NOT_COMPARABLE_NOTE, best_rows, budget, columns,
+from benchmark.report.tables import (DIFFERENCE_HEAD, LEGEND, NOT_COMPARABLE_NOTE, best_rows, columns,
                                      difference_rows, groups, head_labels, loss_text, reference, row_cells)
+from benchmark.tuning.studies import NONFINITE_SCORE
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
 """The fixed benchmark of ``benchmark check --run``: train a small, seeded configuration and return its best
-validation metrics, bit-reproducible on a CPU (of one type: another may pick other float kernels). The comparison with a baseline is ``benchmark.report.baseline``'s.
+validation metrics, bit-reproducible on a CPU (of one type: another may pick other float kernels). The comparison
+with a baseline is ``benchmark.report.baseline``'s.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
     """Train the fixed benchmark in a temporary data root: ``val/<metric>`` (mean over the folds) and
     ``val/fold<N>/<metric>`` for every metric of the metric table."""
     # Imported here: `check` without --run reads RUN_SETTINGS and needs no torch.
-    import torch
-
     from benchmark.data.registry import mlrc_validation
     from benchmark.data.synthetic import config_for_size
     from benchmark.training.device import resolve_device
     from benchmark.training.experiment import Experiment
     from benchmark.training.run import run_folds
+    from benchmark.training.threads import torch_threads
 
     with tempfile.TemporaryDirectory(prefix="benchmark-check-") as root:
         space = load_search_space(settings["loss"], settings["dataset"])
@@ -52,13 +52,9 @@ def run_values(settings: dict = RUN_SETTINGS) -> dict[str, float]:
             weights=settings["weights"], num_workers=0, synthetic=config_for_size(settings["synthetic_size"]),
         )
         params = {**space.defaults(), **settings["params"]}
-        threads = torch.get_num_threads()
-        torch.set_num_threads(settings["torch_threads"])
-        try:
+        with torch_threads(settings["torch_threads"]):
             results = run_folds(experiment.trainer(params), experiment.fold_run, seed=settings["seed"],
                                 folds=settings["folds"])
-        finally:
-            torch.set_num_threads(threads)
     values = {}
     for metric in METRICS:
         scores = [float(r.best_metrics[metric]) for r in results]
