@@ -141,6 +141,21 @@ def test_unwritable_report_path_via_subprocess(tiny_env, tmp_path):
     assert blocker.read_text() == "x" and files_under(tmp_path) == before
 
 
+def test_output_piped_into_a_reader_that_left_ends_quietly(tiny_env, tmp_path):
+    """`benchmark datasets list | head -1`: the reader is gone before we write (closed here before the command
+    starts writing), so the write fails with a broken pipe: no traceback, the shell's status for it (141)."""
+    import subprocess
+
+    from _tiny import BENCHMARK
+
+    process = subprocess.Popen([BENCHMARK, "datasets", "list"], env=tiny_env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert stderr == ""
+
+
 def test_wrong_storage_url_via_subprocess(tiny_env, tmp_path):
     result = run_benchmark([*TUNE, "--storage", "postgresql://user:s3cret@127.0.0.1:1/none"], tiny_env, tmp_path)
     check_one_error(result.returncode, result.stderr, "127.0.0.1")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -163,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         # PyTorch's SIGCHLD handler would report each as "killed by signal" in a traceback: nothing to report now.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`benchmark datasets splits NAME | head`): nothing to report. stdout is
+        # pointed at /dev/null so that the flush at exit does not fail again (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command stopped by a closed pipe
     except OSError as error:
         from benchmark.errors import out_of_space
 
