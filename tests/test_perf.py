@@ -39,15 +39,25 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
     assert all(0 <= v <= 1 for side in fold["best_val_map_at_r"].values() for v in side)
     assert data["image_pipeline"]["cached_over_plain"] > 0 and data["image_pipeline"]["images_per_second"]["plain"] > 0
     pruning = data["pruning"]
-    assert pruning["trials_per_study"] == data["settings"]["pruning_trials"] and len(pruning["per_seed"]) == 2
-    for seed in pruning["per_seed"]:  # the per-seed detail that explains a ratio
-        assert seed["unpruned_compute_to_reach"] >= 1 and seed["target"] <= seed["unpruned_best"]
-        assert set(seed["pruners"]) == {"successive_halving", "median", "hyperband"}
-    assert len(pruning["pool"]) == data["settings"]["pruning_pool"] >= pruning["trials_per_study"]
-    signal = pruning["pool_signal"]
-    assert 1 <= signal["configurations_within_fold_noise_of_the_best"] <= len(pruning["pool"])
-    assert signal["best_result"] >= signal["median_result"] and 0 <= signal["median_first_validation"] <= 1
-    assert pruning["pruner_settings"]["successive_halving"]["startup_trials"] == PRUNER_STARTUP_TRIALS
+    assert pruning["trials_per_study"] == data["settings"]["pruning_trials"]
+    assert set(pruning["per_loss"]) == {"multi_similarity", "proxy_anchor"}  # a pair loss and a proxy loss
+    for entry in pruning["per_loss"].values():
+        assert len(entry["per_seed"]) == 2
+        for seed in entry["per_seed"]:  # the per-seed detail that explains a ratio
+            assert seed["unpruned_compute_to_reach"] >= 1 and seed["target"] <= seed["unpruned_best"]
+            assert set(seed["pruners"]) == {"successive_halving", "median", "hyperband"}
+        assert len(entry["pool"]) == data["settings"]["pruning_pool"] >= pruning["trials_per_study"]
+        signal = entry["pool_signal"]
+        assert 1 <= signal["configurations_within_fold_noise_of_the_best"] <= len(entry["pool"])
+        assert signal["best_result"] >= signal["median_result"] and 0 <= signal["median_first_validation"] <= 1
+    assert pruning["pruner_settings"]["median"]["startup_trials"] == PRUNER_STARTUP_TRIALS
+    for name, headline in pruning["summary"].items():  # each pruner scored by the loss it serves worst
+        per_loss = {loss: e["summary"][name] for loss, e in pruning["per_loss"].items()}
+        worst = per_loss[headline["worst_loss"]]["median_compute_over_unpruned_to_reach"]
+        assert headline["median_compute_over_unpruned_to_reach"] == worst
+        assert all(e["median_compute_over_unpruned_to_reach"] <= worst for e in per_loss.values())
+        assert headline["seeds_best_at_equal_compute_within_noise"] == min(
+            e["seeds_best_at_equal_compute_within_noise"] for e in per_loss.values())
     low, high = pruning["summary"]["successive_halving"]["quartiles_compute_over_unpruned_to_reach"]
     assert low <= pruning["summary"]["successive_halving"]["median_compute_over_unpruned_to_reach"] <= high
     assert pruning["summary"]["successive_halving"]["median_compute_of_trials_over_unpruned"] <= 1
@@ -83,7 +93,7 @@ def _flat_configs(values: list[float]) -> list[dict]:
 def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
     # 40 distinct configurations: the first 10 ascending to the best (0.09), the rest hopeless (0.01).
     configs = _flat_configs([i / 100 for i in range(10)] + [0.01] * 30)
-    result = replay_seed(configs, list(range(40)), trials=30, max_epochs=6, patience=2)
+    result = replay_seed(configs, list(range(40)), trials=30, max_epochs=6)
     assert result["unpruned_best"] == 0.09 and result["unpruned_compute"] == 30 * 24
     assert result["unpruned_compute_to_reach"] == 10 * 24  # the best configuration is the 10th trial
     for pruner in ("successive_halving", "median", "hyperband"):
@@ -96,7 +106,7 @@ def test_replay_spends_less_with_a_pruner_and_keeps_the_best():
 def test_a_study_never_repeats_a_configuration():
     configs = _flat_configs([0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="repeats a configuration"):
-        replay_seed(configs, [0, 1, 0], trials=3, max_epochs=6, patience=2)
+        replay_seed(configs, [0, 1, 0], trials=3, max_epochs=6)
     # The pool must fill a study with distinct configurations: refused before anything trains.
     with pytest.raises(ValueError, match="cannot fill a 50-trial study"):
         compare(Path("unused"), "24x4", pool=49, trials=50, seeds=(0,), overrides={})

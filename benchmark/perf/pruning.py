@@ -5,6 +5,8 @@ pruner and seed on a shared 2-core CPU takes hours. Instead a pool of configurat
 loss's search space, is trained for real once (``FoldTrainer``, every fold, validation every epoch, early stopping
 as in the protocol); their per-fold, per-epoch validation curves are then replayed through the tuner's own
 reporting (:class:`benchmark.tuning.pruning.PruningReporter`) into real Optuna studies with the real pruners.
+One pool per loss in :data:`LOSSES` (trained side by side, a process each), and each pruner's headline figure is
+its worst loss's: a rule that saves on one loss by stopping another's best configurations early saves nothing.
 
 Why the pool is at least as large as a study, and each seed a permutation of it (drawn without replacement): a real
 study over a continuous space never trains one configuration twice. Drawn with replacement from a small pool, a
@@ -33,7 +35,9 @@ Compute is counted in fold-epochs (epochs trained, summed over folds; validation
 from __future__ import annotations
 
 import logging
+import os
 import statistics
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 PRUNERS = ("successive_halving", "median", "hyperband")
 HEADLINE = "successive_halving"  # the recommended pruner, whose ratio is the target
+# A pair-based and a proxy-based loss: their early validations rank configurations very differently (on
+# proxy_anchor's pool fold 0's first epochs ranked configurations slightly against their results), and a pruner
+# must serve both.
+LOSSES = ("multi_similarity", "proxy_anchor")
 
 
 def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "multi_similarity",
@@ -78,7 +86,7 @@ def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "m
                 "best": result.best_metrics[OBJECTIVE],
             })
         configs.append({"params": params, "folds": folds})
-        logger.info("pruning pool: configuration %d/%d trained", number + 1, pool)
+        logger.info("pruning pool (%s): configuration %d/%d trained", loss, number + 1, pool)
     return configs
 
 
@@ -119,8 +127,7 @@ def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None
     return None, None
 
 
-def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, patience: int,
-                pruners=PRUNERS) -> dict:
+def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS) -> dict:
     """One seed: ``order`` (distinct pool indices) is the study's sequence of trials; the unpruned study takes its
     first ``trials``, each pruned study runs on until it has spent as much compute or ``order`` ends."""
     import optuna
@@ -144,7 +151,7 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     out = {"unpruned_best": best["value"], "fold_noise": noise, "target": target, "unpruned_compute": total,
            "unpruned_compute_to_reach": reach_unpruned, "pruners": {}}
     for name in pruners:
-        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds, patience))
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds))
         rows, spent = [], 0
         for index in order:
             if len(rows) >= trials and spent >= total:
@@ -175,18 +182,22 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     return out
 
 
-def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...], overrides: dict,
-            loss: str = "multi_similarity") -> dict:
-    """Train the pool, replay every seed, and summarise per pruner (medians and quartiles over seeds)."""
+def _train_pool(data_root, size: str, pool: int, overrides: dict, loss: str, log_level: int) -> list[dict]:
+    """One loss's pool, in its own process: progress lines go to stderr as in the parent, marked with the loss."""
     from benchmark.training.threads import torch_threads
-    from benchmark.tuning.pruning import pruner_settings
 
-    if pool < trials:
-        raise ValueError(f"a pool of {pool} configurations cannot fill a {trials}-trial study without repeats")
+    import optuna
 
+    logging.basicConfig(level=log_level, format=f"[{loss}] %(message)s")
+    # Quiet as the CLI keeps the parent (benchmark/cli/__init__.py): faiss's build notices, Optuna's study creation.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(logging.WARNING)
     with torch_threads(1):  # curves are the measure here, not seconds
-        configs = pool_curves(data_root, size, pool, overrides, loss)
-    max_epochs, patience = overrides["max_epochs"], overrides["patience"]
+        return pool_curves(data_root, size, pool, overrides, loss)
+
+
+def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_epochs: int) -> dict:
+    """One loss's pool replayed over every seed, summarised per pruner (medians and quartiles over seeds)."""
     results = [float(np.mean([f["best"] for f in c["folds"]])) for c in configs]
     best_folds = [f["best"] for f in configs[int(np.argmax(results))]["folds"]]
     best_noise = float(np.std(best_folds, ddof=1) / np.sqrt(len(best_folds))) if len(best_folds) > 1 else 0.0
@@ -199,19 +210,18 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
         "configurations_within_fold_noise_of_the_best": sum(r >= max(results) - best_noise for r in results),
     }
     per_seed = [{"seed": seed, **replay_seed(configs, np.random.default_rng(seed).permutation(len(configs)).tolist(),
-                                              trials, max_epochs, patience)} for seed in seeds]
+                                              trials, max_epochs)} for seed in seeds]
     summary = {}
     for name in PRUNERS:
         entries = [s["pruners"][name] for s in per_seed]
         ratios = [e["compute_over_unpruned_to_reach"] for e in entries]
-        reached = all(r is not None for r in ratios)
         # A seed whose target was never reached counts as infinitely costly, so the median cannot hide it.
         costly = [r if r is not None else float("inf") for r in ratios]
         summary[name] = {
             "median_compute_over_unpruned_to_reach": statistics.median(costly),
             "quartiles_compute_over_unpruned_to_reach": [
                 float(q) for q in np.percentile(costly, [25, 75], method="nearest")],
-            "reached_target_every_seed": reached,
+            "reached_target_every_seed": all(r is not None for r in ratios),
             "median_compute_of_trials_over_unpruned": statistics.median(e["compute_of_first_trials_over_unpruned"]
                                                                         for e in entries),
             "median_best_at_equal_compute_minus_unpruned_best": statistics.median(
@@ -221,16 +231,50 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
                 e["best_at_equal_compute"] is not None and e["best_at_equal_compute"] >= s["target"]
                 for e, s in zip(entries, per_seed)),
         }
+    return {"pool_configurations": len(configs), "pool_signal": pool_signal,
+            # The replayed curves themselves: every figure can be recomputed from them (replay_seed).
+            "pool": configs, "per_seed": per_seed, "summary": summary}
+
+
+def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...], overrides: dict,
+            losses: tuple[str, ...] = LOSSES) -> dict:
+    """Train a pool per loss, replay every seed, and summarise per pruner: per loss, and the worst loss."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from benchmark.tuning.pruning import pruner_settings
+
+    if pool < trials:
+        raise ValueError(f"a pool of {pool} configurations cannot fill a {trials}-trial study without repeats")
+    jobs = [(Path(data_root) / loss, size, pool, overrides, loss, logging.getLogger().getEffectiveLevel())
+            for loss in losses]
+    # The losses' pools are independent and their curves do not depend on timing: one process each, side by side.
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=get_context("spawn")) as pool_runner:
+        pools = list(pool_runner.map(_train_pool, *zip(*jobs)))
+    max_epochs = overrides["max_epochs"]
+    per_loss = {loss: _replay_pool(configs, trials, seeds, max_epochs)
+                for loss, configs in zip(losses, pools)}
+    summary = {}
+    for name in PRUNERS:
+        # The pruner is judged by the loss it serves worst: a rule that saves on one loss by stopping another's
+        # best configurations early is not a saving.
+        worst = max(losses, key=lambda loss: per_loss[loss]["summary"][name]["median_compute_over_unpruned_to_reach"])
+        entries = [per_loss[loss]["summary"][name] for loss in losses]
+        summary[name] = {
+            **per_loss[worst]["summary"][name], "worst_loss": worst,
+            "seeds_best_at_equal_compute_within_noise": min(e["seeds_best_at_equal_compute_within_noise"]
+                                                            for e in entries),
+            "reached_target_every_seed": all(e["reached_target_every_seed"] for e in entries),
+        }
+    num_folds = len(pools[0][0]["folds"])
     return {
         "method": "replay of real per-fold per-epoch validation curves through the tuner's PruningReporter into "
                   "Optuna studies with the real pruners; each seed's trials a random order of distinct pool "
-                  "configurations (no repeats, no sampler guidance)",
-        "dataset": f"synthetic {size}", "loss": loss, "pool_configurations": len(configs),
+                  "configurations (no repeats, no sampler guidance); one pool per loss, each pruner scored by "
+                  "its worst loss",
+        "dataset": f"synthetic {size}", "losses": list(losses), "pool_configurations": pool,
         "protocol": {"preset": "quick", **overrides}, "trials_per_study": trials, "seeds": list(seeds),
         "compute_unit": "fold-epochs", "headline_pruner": HEADLINE,
-        "pruner_settings": {name: pruner_settings(name, max_epochs, len(configs[0]["folds"]), patience)
-                            for name in PRUNERS},
-        # The replayed curves themselves: every figure below can be recomputed from them (replay_seed).
-        "pool_signal": pool_signal, "pool": configs,
-        "per_seed": per_seed, "summary": summary,
+        "pruner_settings": {name: pruner_settings(name, max_epochs, num_folds) for name in PRUNERS},
+        "summary": summary, "per_loss": per_loss,
     }

@@ -36,6 +36,7 @@ class Settings:
     pruning_trials: int
     pruning_seeds: tuple[int, ...]
     pruning_protocol: dict = field(default_factory=dict)
+    pruning_losses: tuple[str, ...] = ("multi_similarity", "proxy_anchor")
     # A whole quick-preset fold against a bare loop: synthetic size, epochs, repeats.
     fold_size: str = "60x12"
     fold_epochs: int = 4
@@ -48,10 +49,10 @@ class Settings:
 # validation (0.09 at these settings), five were within the best's fold noise, and the replay then measured luck, not
 # pruning (benchmark/perf/pruning.py). ~13 s a configuration on one idle core.
 _POOL_FOLDS = {"iterations_per_epoch": 6, "max_epochs": 8, "save_interval": 1, "patience": 3}
-_PRUNING_NOTE = ("pruning: a replay of {pool} distinct configurations trained for real (synthetic 60x12, quick "
-                 "protocol cut to 6 steps x up to 8 epochs per fold, validated every epoch, patience 3), each seed a "
-                 "50-trial study in its own order without repeats, over {seeds} seeds; the sampler's own steering is "
-                 "not part of the figure")
+_PRUNING_NOTE = ("pruning: a replay of {pool} distinct configurations per loss (multi_similarity, proxy_anchor) "
+                 "trained for real (synthetic 60x12, quick protocol cut to 6 steps x up to 8 epochs per fold, validated "
+                 "every epoch, patience 3), each seed a 50-trial study in its own order without repeats, over {seeds} "
+                 "seeds; each pruner's figure is its worse loss's; the sampler's own steering is not part of it")
 
 PRESETS = {
     "full": Settings(
@@ -146,7 +147,7 @@ def _pruning(s: Settings) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="perf-pruning-") as tmp:
         return compare(Path(tmp), s.pruning_size, s.pruning_pool, s.pruning_trials, s.pruning_seeds,
-                       s.pruning_protocol)
+                       s.pruning_protocol, s.pruning_losses)
 
 
 _MEASURE = {"cli_startup": _cli_startup, "evaluation": _evaluation, "validation": _validation, "training_loop": _training_loop,
@@ -207,8 +208,9 @@ def targets(results: dict) -> dict:
         add("pruning_compute_to_reach_over_unpruned", "<= 0.5", ratio, met, pruner=r["headline_pruner"],
             quartiles=[round(q, 3) for q in headline["quartiles_compute_over_unpruned_to_reach"]],
             seeds_best_at_equal_compute_within_noise=within,
+            worst_loss=headline["worst_loss"],
             # Many configurations within the best's fold noise: the unpruned study meets one early, little to save.
-            pool_configurations_within_fold_noise_of_the_best=r["pool_signal"][
+            pool_configurations_within_fold_noise_of_the_best=r["per_loss"][headline["worst_loss"]]["pool_signal"][
                 "configurations_within_fold_noise_of_the_best"], **why)
     return out
 
@@ -291,14 +293,16 @@ def table(results: dict) -> str:
     if "pruning" in results:
         r = results["pruning"]
         lines.append("")
-        lines.append(f"pruning replay ({r['pool_configurations']} configurations, {r['trials_per_study']}-trial studies, "
-                     f"{len(r['seeds'])} seeds; medians):")
-        for name, e in r["summary"].items():
-            low, high = e["quartiles_compute_over_unpruned_to_reach"]
-            lines.append(f"  {name:<20} compute to reach the unpruned best {e['median_compute_over_unpruned_to_reach']:.2f}x "
-                         f"[quartiles {low:.2f}, {high:.2f}], "
-                         f"compute of {r['trials_per_study']} trials {e['median_compute_of_trials_over_unpruned']:.2f}x, "
-                         f"best at equal compute {e['median_best_at_equal_compute_minus_unpruned_best']:+.4f}")
+        lines.append(f"pruning replay ({r['pool_configurations']} configurations per loss, {r['trials_per_study']}-trial "
+                     f"studies, {len(r['seeds'])} seeds; medians):")
+        for loss, entry in r["per_loss"].items():
+            for name, e in entry["summary"].items():
+                low, high = e["quartiles_compute_over_unpruned_to_reach"]
+                lines.append(f"  {loss:<17} {name:<19} compute to reach the unpruned best "
+                             f"{e['median_compute_over_unpruned_to_reach']:.2f}x [quartiles {low:.2f}, {high:.2f}], "
+                             f"compute of {r['trials_per_study']} trials {e['median_compute_of_trials_over_unpruned']:.2f}x, "
+                             f"best at equal compute within noise on {e['seeds_best_at_equal_compute_within_noise']}/"
+                             f"{len(r['seeds'])} seeds")
     lines += ["", f"{'target':<42}{'wanted':>9}{'measured':>12}  met"]
     for name, t in results["targets"].items():
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.3g}"

@@ -40,6 +40,8 @@ def record_or_check_settings(study: optuna.Study, e: Experiment, *, pruner: str,
     empty decides (once) whether trial 0 is the search space's defaults."""
     name = study.study_name
     attrs = study.user_attrs
+    p = e.protocol
+    settings = pruner_settings(pruner, p.max_epochs, p.num_folds)
     if "split_hash" not in attrs:
         study.set_user_attr("split_hash", e.splits.hash)
         study.set_user_attr("dataset", e.dataset_name)
@@ -58,11 +60,17 @@ def record_or_check_settings(study: optuna.Study, e: Experiment, *, pruner: str,
         if stored is not None and stored != pruner:
             raise UserError(f"study {name} prunes with --pruner {stored}, not {pruner}: its trials "
                             "would be judged by two rules; use the same --pruner, or another --storage")
+        recorded = attrs.get(PRUNER_SETTINGS_ATTR)
+        if recorded is not None and recorded != settings:
+            changed = ", ".join(f"{k} {recorded.get(k)} -> {settings.get(k)}"
+                                for k in sorted(set(recorded) | set(settings)) if recorded.get(k) != settings.get(k))
+            raise UserError(f"study {name} was pruned by other rules than this version's --pruner {pruner} "
+                            f"({changed}): its trials would be judged by two rules; finish it with the version that "
+                            "started it, or use another --storage")
     if attrs.get(PRUNER_ATTR) is None:
         study.set_user_attr(PRUNER_ATTR, pruner)
-        # The rules behind the name (start-up trials, warm-up, percentile, reduction factor), as first run.
-        p = e.protocol
-        study.set_user_attr(PRUNER_SETTINGS_ATTR, pruner_settings(pruner, p.max_epochs, p.num_folds, p.patience))
+        # The rules behind the name (from which fold, reduction factor, start-up trials, ...), as first run.
+        study.set_user_attr(PRUNER_SETTINGS_ATTR, settings)
     study.set_user_attr("total_trials", total)  # the budget the report shows; the latest --trials
     # Every sampler that proposed trials of this study (several when workers or resumes differ), for the report.
     used = list(attrs.get(SAMPLERS_ATTR, []))

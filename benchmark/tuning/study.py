@@ -100,7 +100,7 @@ class Tuner:
         protocol = experiment.protocol
         self.study = optuna.create_study(
             study_name=self.name, storage=self.storage, direction="maximize", sampler=sampler, load_if_exists=True,
-            pruner=make_pruner(pruner, protocol.max_epochs, protocol.num_folds, protocol.patience))
+            pruner=make_pruner(pruner, protocol.max_epochs, protocol.num_folds))
         record_or_check_settings(self.study, experiment, pruner=self.pruner_name, sampler=self.sampler_name,
                                  total=self.total, seed_defaults=seed_defaults)
         self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
