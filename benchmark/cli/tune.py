@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                         help="auto: GP when every searched parameter is numeric and no pruner is used (every MLRC "
                         "loss; fixed parameters do not count), else TPE; the sampler used is stored on the study "
                         "(default: auto)")
-    parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials inside fold 0 and between folds (recommended: successive_halving; see README)")
+    parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials between folds, judged from fold 1 on (recommended: successive_halving; see README)")
     parser.add_argument("--no-seed-defaults", dest="seed_defaults", action="store_false",
                         help="do not make a new study's first trial the search space's defaults (MLRC's optimum for "
                         "MLRC's datasets); the choice is recorded in the study")

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--trials", type=int, default=50, help="total trials of each study (default: 50, as MLRC)")
     parser.add_argument("--sampler", default="auto", choices=SAMPLERS,
                         help="auto: GP for numeric spaces without pruning, else TPE (default: auto)")
-    parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials inside fold 0 and between folds (recommended: successive_halving; see README)")
+    parser.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials between folds, judged from fold 1 on (recommended: successive_halving; see README)")
     parser.add_argument("--no-seed-defaults", dest="seed_defaults", action="store_false",
                         help="do not make a new study's first trial the search space's defaults (MLRC's optimum for "
                         "MLRC's datasets); the choice is recorded in the study")

@@ -6,7 +6,7 @@ How the study stays exact and loses nothing:
   closed at once as FAIL with the user attribute ``surplus`` and never trained.
 - Each fold's best validation metrics are stored in the trial's user attributes the moment the fold ends. Fold 0's
   validations and the folds' running mean are reported as intermediate values (benchmark.tuning.pruning), so a
-  pruner can stop hopeless trials inside fold 0 and between folds; the pruner is a recorded study setting.
+  pruner can stop hopeless trials between folds (judged from fold 1 on); the pruner is a recorded study setting.
 - A trial left RUNNING by a dead process (same host: its pid is gone; any host: its heartbeat is stale) is marked
   FAIL and re-queued with the same parameters; the retry inherits the folds already finished.
 - Ctrl-C / SIGTERM: the current trial is recorded as FAIL and re-queued the same way; completed trials are untouched.
@@ -291,8 +291,7 @@ class Tuner:
                 return NONFINITE_SCORE
             except optuna.TrialPruned:
                 record.finish("pruned")
-                logger.info("trial %d pruned after %d folds%s", trial.number + 1, len(done),
-                            "" if done else " (inside fold 0)")
+                logger.info("trial %d pruned after %d folds", trial.number + 1, len(done))
                 raise
             value = sum(d[OBJECTIVE] for d in done.values()) / len(done)
             record.finish("complete", objective=value)
