@@ -127,9 +127,12 @@ def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None
     return None, None
 
 
-def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS) -> dict:
+def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS,
+                seed: int = 0) -> dict:
     """One seed: ``order`` (distinct pool indices) is the study's sequence of trials; the unpruned study takes its
-    first ``trials``, each pruned study runs on until it has spent as much compute or ``order`` ends."""
+    first ``trials``, each pruned study runs on until it has spent as much compute or ``order`` ends. ``seed`` names
+    the studies: Hyperband draws each trial's bracket from the study's name, so a fixed name makes a rerun give the
+    same figures."""
     import optuna
 
     from benchmark.tuning.pruning import make_pruner
@@ -151,7 +154,8 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     out = {"unpruned_best": best["value"], "fold_noise": noise, "target": target, "unpruned_compute": total,
            "unpruned_compute_to_reach": reach_unpruned, "pruners": {}}
     for name in pruners:
-        study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs, num_folds))
+        study = optuna.create_study(study_name=f"replay-{name}-seed{seed}", direction="maximize",
+                                    pruner=make_pruner(name, max_epochs, num_folds))
         rows, spent = [], 0
         for index in order:
             if len(rows) >= trials and spent >= total:
@@ -210,7 +214,7 @@ def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_e
         "configurations_within_fold_noise_of_the_best": sum(r >= max(results) - best_noise for r in results),
     }
     per_seed = [{"seed": seed, **replay_seed(configs, np.random.default_rng(seed).permutation(len(configs)).tolist(),
-                                              trials, max_epochs)} for seed in seeds]
+                                              trials, max_epochs, seed=seed)} for seed in seeds]
     summary = {}
     for name in PRUNERS:
         entries = [s["pruners"][name] for s in per_seed]

@@ -30,7 +30,7 @@ pool (another draw of 64) 0.50, 20 of 20. The earlier rule, Optuna's
 PercentilePruner(75) inside fold 0 after 3 complete trials, then successive halving: 0.57 / 0.41 / 0.60 / 0.53 with
 the best lost on 3 seeds of proxy_anchor and of cosface. Also tried, from fold 1: reduction factor 4 (a rung after
 fold 1 only) 0.55 / 0.46 / 0.52 / 0.53, a rung after every fold 0.51 / 0.45 / 0.55 (best lost on 3 proxy_anchor
-seeds) / 0.52; Hyperband 0.65-0.73 on every pool (its brackets are drawn at random, so runs differ); the median
+seeds) / 0.52; Hyperband 0.65-0.77 on every pool (Optuna draws its brackets from the study's name); the median
 rule 0.71 / 0.54 / 0.71 / 0.73.
 
 A pruned trial keeps its intermediate values, which TPE (the sampler ``--sampler auto`` picks with a pruner) uses
