@@ -90,6 +90,17 @@ def pool_curves(data_root, size: str, pool: int, overrides: dict, loss: str = "m
     return configs
 
 
+def _result(config: dict) -> float:
+    """A configuration's value as a study sees it: the mean of its folds' results."""
+    return float(np.mean([f["best"] for f in config["folds"]]))
+
+
+def _fold_noise(config: dict) -> float:
+    """The standard error of a configuration's fold results: how far apart two equally good ones may land."""
+    values = [f["best"] for f in config["folds"]]
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def _replay_trial(study, config: dict, max_epochs: int) -> tuple[float | None, int]:
     """One trial of ``config`` under ``study``'s pruner: (value, or None when pruned; fold-epochs spent)."""
     import optuna
@@ -112,7 +123,7 @@ def _replay_trial(study, config: dict, max_epochs: int) -> tuple[float | None, i
     except optuna.TrialPruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return None, spent
-    value = float(np.mean([f["best"] for f in folds]))
+    value = _result(config)
     study.tell(trial, value)
     return value, spent
 
@@ -142,12 +153,10 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     num_folds = len(configs[0]["folds"])
     unpruned = []
     for index in order[:trials]:
-        folds = configs[index]["folds"]
-        unpruned.append({"config": index, "value": float(np.mean([f["best"] for f in folds])),
-                         "cost": sum(f["epochs"] for f in folds)})
+        unpruned.append({"config": index, "value": _result(configs[index]),
+                         "cost": sum(f["epochs"] for f in configs[index]["folds"])})
     best = max(unpruned, key=lambda r: r["value"])
-    fold_values = [f["best"] for f in configs[best["config"]]["folds"]]
-    noise = float(np.std(fold_values, ddof=1) / np.sqrt(len(fold_values))) if len(fold_values) > 1 else 0.0
+    noise = _fold_noise(configs[best["config"]])
     target = best["value"] - noise
     total = sum(r["cost"] for r in unpruned)
     reach_unpruned, _ = reach(unpruned, target)
@@ -202,9 +211,8 @@ def _train_pool(data_root, size: str, pool: int, overrides: dict, loss: str, log
 
 def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_epochs: int) -> dict:
     """One loss's pool replayed over every seed, summarised per pruner (medians and quartiles over seeds)."""
-    results = [float(np.mean([f["best"] for f in c["folds"]])) for c in configs]
-    best_folds = [f["best"] for f in configs[int(np.argmax(results))]["folds"]]
-    best_noise = float(np.std(best_folds, ddof=1) / np.sqrt(len(best_folds))) if len(best_folds) > 1 else 0.0
+    results = [_result(c) for c in configs]
+    best_noise = _fold_noise(configs[int(np.argmax(results))])
     pool_signal = {
         "median_result": statistics.median(results),
         # The pool validates every epoch, so each fold's first validation is after epoch 1.
