@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="smaller sizes, a few minutes on a CPU")
+                      help="smaller sizes: ~2 minutes on 2 CPU cores, plus ~15 for the pruning replay's "
+                      "training (skip it with --only)")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes, seconds; the figures mean nothing")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write the results (default: results/perf.json, with --gpu results/perf-gpu.json)")
