@@ -3,6 +3,7 @@ assertions: the figures at these sizes mean nothing)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from _tiny import run_benchmark
-from benchmark.perf.pruning import compare, reach, replay_seed
+from benchmark.perf.pruning import clairvoyant_compute, compare, perfectly_ranked, reach, replay, replay_seed
 from benchmark.perf.suite import PRESETS
 from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS
 
@@ -50,6 +51,10 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
         signal = entry["pool_signal"]
         assert 1 <= signal["configurations_within_fold_noise_of_the_best"] <= len(entry["pool"])
         assert signal["best_result"] >= signal["median_result"] and 0 <= signal["median_first_validation"] <= 1
+        assert set(entry["bounds"]) == {"successive_halving_perfectly_ranked", "clairvoyant"}
+        for seed in entry["per_seed"]:  # no pruner that judges from the first fold's end on spends less
+            reached = [e["compute_over_unpruned_to_reach"] for e in seed["pruners"].values()]
+            assert all(seed["clairvoyant_compute_over_unpruned_to_reach"] <= r for r in reached if r is not None)
     assert pruning["pruner_settings"]["median"]["startup_trials"] == PRUNER_STARTUP_TRIALS
     for name, headline in pruning["summary"].items():  # each pruner scored by the loss it serves worst
         per_loss = {loss: e["summary"][name] for loss, e in pruning["per_loss"].items()}
@@ -113,6 +118,29 @@ def test_the_replay_gives_the_same_figures_when_rerun():
     assert all(run == runs[0] for run in runs)  # with a random name Hyperband's figures differed in ~1 run of 4
 
 
+def test_the_clairvoyant_bound_stops_every_trial_but_one_reaching_after_its_first_fold():
+    configs = _flat_configs([0.1, 0.3, 0.2, 0.3])  # 6 epochs a fold, 24 a trial
+    assert clairvoyant_compute(configs, [0, 1, 2, 3], target=0.25) == 6 + 24  # trial 0's first fold, trial 1 whole
+    assert clairvoyant_compute(configs, [0, 2, 1], target=0.25) == 6 + 6 + 24
+    assert clairvoyant_compute(configs, [0, 2], target=0.25) is None
+    configs.append({"folds": [{"validations": [[1, 0.3]], "epochs": 1, "best": 0.3}] * 4})  # 1 epoch a fold
+    assert clairvoyant_compute(configs, [1, 4], target=0.25) == 6 + 4  # a later, shorter trial can be cheaper
+
+
+def test_a_perfectly_ranked_replay_keeps_a_configuration_its_first_fold_misranks():
+    # Configuration 1 does badly on fold 0 but best overall: successive halving stops it after fold 1, the same
+    # pruner told each configuration's result does not. Both studies aim at the real target.
+    configs = [{"folds": [{"validations": [[e, 0.2] for e in range(1, 7)], "epochs": 6, "best": 0.2}] * 4},
+               {"folds": [{"validations": [[e, v] for e in range(1, 7)], "epochs": 6, "best": v}
+                          for v in (0.1, 0.9, 0.9, 0.9)]}]
+    real = replay_seed(configs, [0, 1], trials=2, max_epochs=6, pruners=("successive_halving",))
+    perfect = replay_seed(configs, [0, 1], trials=2, max_epochs=6, pruners=("successive_halving",),
+                          judged=perfectly_ranked(configs))
+    assert real["target"] == perfect["target"] == pytest.approx(0.7 - 0.2)  # best less its fold noise
+    assert real["pruners"]["successive_halving"]["compute_to_reach"] is None
+    assert perfect["pruners"]["successive_halving"]["compute_to_reach"] == 48
+
+
 def test_a_study_never_repeats_a_configuration():
     configs = _flat_configs([0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="repeats a configuration"):
@@ -120,6 +148,58 @@ def test_a_study_never_repeats_a_configuration():
     # The pool must fill a study with distinct configurations: refused before anything trains.
     with pytest.raises(ValueError, match="cannot fill a 50-trial study"):
         compare(Path("unused"), "24x4", pool=49, trials=50, seeds=(0,), overrides={})
+
+
+def _stored_result(path: Path) -> dict:
+    """A `benchmark perf` result at ``path`` whose pruning entry replayed two flat-curve pools; returns the entry."""
+    pools = {"multi_similarity": _flat_configs([i / 100 for i in range(10)] + [0.01] * 30),
+             "proxy_anchor": _flat_configs([0.05] * 20 + [i / 100 for i in range(20)])}
+    entry = replay(pools, trials=30, seeds=(0, 1, 2), max_epochs=6, described={
+        "dataset": "synthetic test", "pool_configurations": 40, "protocol": {"max_epochs": 6}})
+    path.write_text(json.dumps({"machine": {"cpu": "test"}, "pruning": entry}))
+    return json.loads(json.dumps(entry))
+
+
+def test_perf_replays_stored_pools_with_their_trials_and_seeds_without_training(tmp_path, capsys):
+    from benchmark.cli import main
+
+    stored, out = tmp_path / "stored.json", tmp_path / "replayed.json"
+    entry = _stored_result(stored)
+    assert main(["-q", "perf", "--tiny", "--only", "pruning", "--pools", str(stored), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    replayed = data["pruning"]
+    assert replayed.pop("pools_from") == {"file": str(stored), "sha256": hashlib.sha256(stored.read_bytes()).hexdigest(),
+                                          "trained_on": {"cpu": "test"}}
+    replayed.pop("wall_seconds")
+    # The stored figures again, exactly: the stored 30 trials and 3 seeds, not the tiny preset's 3 and 2.
+    assert replayed == entry and replayed["trials_per_study"] == 30
+    assert data["targets"]["pruning_compute_to_reach_over_unpruned"]["measured"] == (
+        entry["summary"]["successive_halving"]["median_compute_over_unpruned_to_reach"])
+    assert f"stored in {stored}, replayed: nothing trained" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"pruning": {"per_loss": {}}}', "stored, pool < trials"])
+def test_perf_refuses_pools_it_cannot_replay_in_one_line(tmp_path, content):
+    path, out = tmp_path / "stored.json", tmp_path / "out.json"
+    if content == "stored, pool < trials":
+        _stored_result(path)
+        data = json.loads(path.read_text())
+        data["pruning"]["trials_per_study"] = 41
+        path.write_text(json.dumps(data))
+    elif content is not None:
+        path.write_text(content)
+    result = run_benchmark(["perf", "--tiny", "--only", "pruning", "--pools", str(path), "--json", str(out)],
+                           dict(os.environ), tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: --pools {path}: ") and len(result.stderr.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_perf_pools_need_the_pruning_section(tmp_path):
+    path = tmp_path / "stored.json"
+    _stored_result(path)
+    result = run_benchmark(["perf", "--tiny", "--only", "cli_startup", "--pools", str(path)], dict(os.environ), tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: --pools is for the pruning section")
 
 
 def test_quick_and_full_measure_pruning_as_stated_50_trial_studies_over_at_least_5_seeds():

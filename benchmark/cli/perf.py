@@ -31,6 +31,10 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="for --gpu: auto, cuda, cuda:N or cpu (default: auto)")
     parser.add_argument("--only", metavar="SECTION[,SECTION]",
                         help="run only these of: cli_startup, evaluation, validation, training_loop, fold_throughput, image_pipeline, pruning")
+    parser.add_argument("--pools", type=Path, metavar="FILE",
+                        help="the pruning section replays the training curves stored in FILE (an earlier `benchmark "
+                        "perf` result, e.g. results/perf.json) with their own trials and seeds instead of training new "
+                        "ones: seconds, for trying a change to the pruners; the file and its hash are recorded")
     parser.set_defaults(func=_perf)
 
 
@@ -50,7 +54,14 @@ def _perf(args) -> int:
         sections = suite.SECTIONS
     if args.json.exists() and args.json.is_dir():
         raise UserError(f"--json {args.json} is a directory; expected a file path")
-    results = suite.run(settings, sections)
+    stored = None
+    if args.pools is not None:
+        from benchmark.perf.pruning import load_stored
+
+        if "pruning" not in sections:
+            raise UserError(f"--pools is for the pruning section, which --only {args.only!r} leaves out")
+        stored = load_stored(args.pools)
+    results = suite.run(settings, sections, stored)
     suite.write_json(results, args.json)
     print(suite.table(results))
     print(f"\nwritten to {args.json}")
@@ -61,7 +72,7 @@ def _gpu_check(args) -> int:
     from benchmark.perf import gpu, suite
     from benchmark.training.device import resolve_device
 
-    if args.quick or args.only:
+    if args.quick or args.only or args.pools:
         raise UserError("--gpu takes --tiny, --device and --json only")
     device = resolve_device(args.device)
     if device.type != "cuda" and not args.tiny:

@@ -30,6 +30,11 @@ Compute is counted in fold-epochs (epochs trained, summed over folds; validation
   COMPLETE trial at or above it (a pruned trial's partial value is not a result a user could pick);
 - the pruned study runs on in the same order until it has spent the unpruned study's total compute (or has used
   the whole pool, which only understates it): its best at equal compute.
+
+Two bounds per pool say whether a miss is the pruner's ranking or fold-level pruning itself (``bounds``): the
+headline pruner replayed with every fold reporting the configuration's result (it ranks trials perfectly, without
+fold noise; same costs, same target), and a clairvoyant that stops every trial after its first fold except one that
+reaches the target (the least any pruner judging from the first fold's end on can spend).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.errors import UserError
 from benchmark.evaluation.registry import OBJECTIVE
 
 logger = logging.getLogger(__name__)
@@ -128,6 +134,25 @@ def _replay_trial(study, config: dict, max_epochs: int) -> tuple[float | None, i
     return value, spent
 
 
+def perfectly_ranked(configs: list[dict]) -> list[dict]:
+    """``configs`` as a pruner would see them if every fold reported the configuration's result (its mean over
+    folds): after any fold, trials rank exactly as their results do, without fold noise. Costs are unchanged."""
+    return [{**c, "folds": [{**f, "best": _result(c)} for f in c["folds"]]} for c in configs]
+
+
+def clairvoyant_compute(configs: list[dict], order: list[int], target: float) -> int | None:
+    """The least compute any pruner judging from the end of a trial's first fold on could spend to reach ``target``
+    in ``order``: it would stop every trial after its first fold except one that reaches, run to its end."""
+    before, least = 0, None
+    for index in order:
+        folds = configs[index]["folds"]
+        if _result(configs[index]) >= target:
+            whole = before + sum(f["epochs"] for f in folds)
+            least = whole if least is None else min(least, whole)
+        before += folds[0]["epochs"]
+    return least
+
+
 def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None]:
     """(compute, 1-based trial) up to the first COMPLETE trial scoring >= ``target``; Nones when none does."""
     spent = 0
@@ -139,11 +164,13 @@ def reach(rows: list[dict], target: float) -> tuple[int, int] | tuple[None, None
 
 
 def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: int, pruners=PRUNERS,
-                seed: int = 0) -> dict:
+                seed: int = 0, judged: list[dict] | None = None) -> dict:
     """One seed: ``order`` (distinct pool indices) is the study's sequence of trials; the unpruned study takes its
     first ``trials``, each pruned study runs on until it has spent as much compute or ``order`` ends. ``seed`` names
     the studies: Hyperband draws each trial's bracket from the study's name, so a fixed name makes a rerun give the
-    same figures."""
+    same figures. ``judged``: the curves the pruned studies replay, when not ``configs`` (same costs and results,
+    other fold values: see :func:`perfectly_ranked`); the unpruned study and the target always come from
+    ``configs``."""
     import optuna
 
     from benchmark.tuning.pruning import make_pruner
@@ -160,8 +187,11 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
     target = best["value"] - noise
     total = sum(r["cost"] for r in unpruned)
     reach_unpruned, _ = reach(unpruned, target)
+    clairvoyant = clairvoyant_compute(configs, order, target)
     out = {"unpruned_best": best["value"], "fold_noise": noise, "target": target, "unpruned_compute": total,
-           "unpruned_compute_to_reach": reach_unpruned, "pruners": {}}
+           "unpruned_compute_to_reach": reach_unpruned,
+           "clairvoyant_compute_over_unpruned_to_reach": clairvoyant / reach_unpruned, "pruners": {}}
+    replayed = configs if judged is None else judged
     for name in pruners:
         study = optuna.create_study(study_name=f"replay-{name}-seed{seed}", direction="maximize",
                                     pruner=make_pruner(name, max_epochs, num_folds))
@@ -169,7 +199,7 @@ def replay_seed(configs: list[dict], order: list[int], trials: int, max_epochs: 
         for index in order:
             if len(rows) >= trials and spent >= total:
                 break
-            value, cost = _replay_trial(study, configs[index], max_epochs)
+            value, cost = _replay_trial(study, replayed[index], max_epochs)
             rows.append({"value": value, "cost": cost})
             spent += cost
         first = rows[:trials]
@@ -209,6 +239,15 @@ def _train_pool(data_root, size: str, pool: int, overrides: dict, loss: str, log
         return pool_curves(data_root, size, pool, overrides, loss)
 
 
+def _ratio_summary(ratios: list[float | None]) -> dict:
+    """Median and quartiles over seeds of a compute ratio; a seed whose target was never reached (None) counts as
+    infinitely costly, so the median cannot hide it."""
+    costly = [r if r is not None else float("inf") for r in ratios]
+    return {"median_compute_over_unpruned_to_reach": statistics.median(costly),
+            "quartiles_compute_over_unpruned_to_reach": [
+                float(q) for q in np.percentile(costly, [25, 75], method="nearest")]}
+
+
 def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_epochs: int) -> dict:
     """One loss's pool replayed over every seed, summarised per pruner (medians and quartiles over seeds)."""
     results = [_result(c) for c in configs]
@@ -221,18 +260,24 @@ def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_e
         "best_result": max(results), "best_fold_noise": best_noise,
         "configurations_within_fold_noise_of_the_best": sum(r >= max(results) - best_noise for r in results),
     }
-    per_seed = [{"seed": seed, **replay_seed(configs, np.random.default_rng(seed).permutation(len(configs)).tolist(),
-                                              trials, max_epochs, seed=seed)} for seed in seeds]
+    orders = {seed: np.random.default_rng(seed).permutation(len(configs)).tolist() for seed in seeds}
+    per_seed = [{"seed": seed, **replay_seed(configs, orders[seed], trials, max_epochs, seed=seed)} for seed in seeds]
+    ranked = perfectly_ranked(configs)
+    # How far the headline pruner is from what fold-level pruning can do on this pool: the same pruner told every
+    # configuration's result after each fold, and a clairvoyant that stops all but one reaching trial after fold 1.
+    bounds = {
+        f"{HEADLINE}_perfectly_ranked": _ratio_summary([
+            replay_seed(configs, orders[seed], trials, max_epochs, pruners=(HEADLINE,), seed=seed,
+                        judged=ranked)["pruners"][HEADLINE]["compute_over_unpruned_to_reach"]
+            for seed in seeds]),
+        "clairvoyant": _ratio_summary([s["clairvoyant_compute_over_unpruned_to_reach"] for s in per_seed]),
+    }
     summary = {}
     for name in PRUNERS:
         entries = [s["pruners"][name] for s in per_seed]
         ratios = [e["compute_over_unpruned_to_reach"] for e in entries]
-        # A seed whose target was never reached counts as infinitely costly, so the median cannot hide it.
-        costly = [r if r is not None else float("inf") for r in ratios]
         summary[name] = {
-            "median_compute_over_unpruned_to_reach": statistics.median(costly),
-            "quartiles_compute_over_unpruned_to_reach": [
-                float(q) for q in np.percentile(costly, [25, 75], method="nearest")],
+            **_ratio_summary(ratios),
             "reached_target_every_seed": all(r is not None for r in ratios),
             "median_compute_of_trials_over_unpruned": statistics.median(e["compute_of_first_trials_over_unpruned"]
                                                                         for e in entries),
@@ -245,7 +290,7 @@ def _replay_pool(configs: list[dict], trials: int, seeds: tuple[int, ...], max_e
         }
     return {"pool_configurations": len(configs), "pool_signal": pool_signal,
             # The replayed curves themselves: every figure can be recomputed from them (replay_seed).
-            "pool": configs, "per_seed": per_seed, "summary": summary}
+            "pool": configs, "per_seed": per_seed, "summary": summary, "bounds": bounds}
 
 
 def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...], overrides: dict,
@@ -254,8 +299,6 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from benchmark.tuning.pruning import pruner_settings
-
     if pool < trials:
         raise ValueError(f"a pool of {pool} configurations cannot fill a {trials}-trial study without repeats")
     jobs = [(Path(data_root) / loss, size, pool, overrides, loss, logging.getLogger().getEffectiveLevel())
@@ -263,9 +306,57 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
     # The losses' pools are independent and their curves do not depend on timing: one process each, side by side.
     with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=get_context("spawn")) as pool_runner:
         pools = list(pool_runner.map(_train_pool, *zip(*jobs)))
-    max_epochs = overrides["max_epochs"]
-    per_loss = {loss: _replay_pool(configs, trials, seeds, max_epochs)
-                for loss, configs in zip(losses, pools)}
+    return replay(dict(zip(losses, pools)), trials, seeds, overrides["max_epochs"], {
+        "dataset": f"synthetic {size}", "pool_configurations": pool, "protocol": {"preset": "quick", **overrides}})
+
+
+def replay_stored(stored: dict) -> dict:
+    """The pools of an earlier result (:func:`load_stored`) replayed again with its own trials and seeds, nothing
+    trained: a change to the pruners or the replay re-measured in seconds on the same curves."""
+    entry = stored["entry"]
+    return {**replay({loss: e["pool"] for loss, e in entry["per_loss"].items()}, entry["trials_per_study"],
+                     tuple(entry["seeds"]), entry["protocol"]["max_epochs"],
+                     {key: entry[key] for key in ("dataset", "pool_configurations", "protocol")}),
+            "pools_from": stored["pools_from"]}
+
+
+def load_stored(path: Path) -> dict:
+    """An earlier ``benchmark perf`` result's pruning entry, checked before anything is replayed."""
+    import hashlib
+    import json
+
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--pools {path}: cannot read it as JSON ({exc}); expected a `benchmark perf` result") from None
+    entry = data.get("pruning") if isinstance(data, dict) else None
+    try:
+        pools = [e["pool"] for e in entry["per_loss"].values()]
+        ok = (pools and isinstance(entry["protocol"]["max_epochs"], int) and isinstance(entry["seeds"], list)
+              and all(len(pool) >= entry["trials_per_study"] >= 1 for pool in pools)
+              and all(isinstance(f["epochs"], int) and isinstance(f["best"], (int, float)) and isinstance(f["validations"], list)
+                      for pool in pools for config in pool for f in config["folds"]))
+        ok = ok and all(key in entry for key in ("dataset", "pool_configurations"))
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise UserError(f"--pools {path}: no replayable pruning entry (per loss a pool of at least trials_per_study "
+                        "configurations with their folds' curves); expected a `benchmark perf` result with the pruning "
+                        "section")
+    run = data.get("pruning_run", data)  # results/perf.json keeps the pruning run's machine apart
+    return {"entry": entry, "pools_from": {"file": str(path), "sha256": hashlib.sha256(raw).hexdigest(),
+                                           "trained_on": run.get("machine")}}
+
+
+def replay(pools: dict[str, list[dict]], trials: int, seeds: tuple[int, ...], max_epochs: int,
+           described: dict) -> dict:
+    """Every loss's pool replayed over every seed and summarised per pruner: per loss, and the worst loss.
+    ``described``: the pools' dataset, size and protocol, recorded with the figures."""
+    from benchmark.tuning.pruning import pruner_settings
+
+    losses = tuple(pools)
+    per_loss = {loss: _replay_pool(configs, trials, seeds, max_epochs) for loss, configs in pools.items()}
     summary = {}
     for name in PRUNERS:
         # The pruner is judged by the loss it serves worst: a rule that saves on one loss by stopping another's
@@ -278,14 +369,13 @@ def compare(data_root, size: str, pool: int, trials: int, seeds: tuple[int, ...]
                                                             for e in entries),
             "reached_target_every_seed": all(e["reached_target_every_seed"] for e in entries),
         }
-    num_folds = len(pools[0][0]["folds"])
+    num_folds = len(next(iter(pools.values()))[0]["folds"])
     return {
         "method": "replay of real per-fold per-epoch validation curves through the tuner's PruningReporter into "
                   "Optuna studies with the real pruners; each seed's trials a random order of distinct pool "
                   "configurations (no repeats, no sampler guidance); one pool per loss, each pruner scored by "
                   "its worst loss",
-        "dataset": f"synthetic {size}", "losses": list(losses), "pool_configurations": pool,
-        "protocol": {"preset": "quick", **overrides}, "trials_per_study": trials, "seeds": list(seeds),
+        **described, "losses": list(losses), "trials_per_study": trials, "seeds": list(seeds),
         "compute_unit": "fold-epochs", "headline_pruner": HEADLINE,
         "pruner_settings": {name: pruner_settings(name, max_epochs, num_folds) for name in PRUNERS},
         "summary": summary, "per_loss": per_loss,

@@ -13,6 +13,7 @@ import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -49,17 +50,12 @@ class Settings:
 # validation (0.09 at these settings), five were within the best's fold noise, and the replay then measured luck, not
 # pruning (benchmark/perf/pruning.py). ~13 s a configuration on one idle core.
 _POOL_FOLDS = {"iterations_per_epoch": 6, "max_epochs": 8, "save_interval": 1, "patience": 3}
-_PRUNING_NOTE = ("pruning: a replay of {pool} distinct configurations per loss (multi_similarity, proxy_anchor) "
-                 "trained for real (synthetic 60x12, quick protocol cut to 6 steps x up to 8 epochs per fold, validated "
-                 "every epoch, patience 3), each seed a 50-trial study in its own order without repeats, over {seeds} "
-                 "seeds; each pruner's figure is its worse loss's; the sampler's own steering is not part of it")
-
 PRESETS = {
     "full": Settings(
         name="full", evaluation=((8000, 512, 100), (60000, 128, 11000)), evaluation_repeats=3,
         training_steps=20, training_repeats=10, images=500, image_repeats=3,
         pruning_size="60x12", pruning_pool=100, pruning_trials=50, pruning_seeds=tuple(range(20)),
-        pruning_protocol=_POOL_FOLDS, notes=(_PRUNING_NOTE.format(pool=100, seeds=20),),
+        pruning_protocol=_POOL_FOLDS,
     ),
     "quick": Settings(
         name="quick", evaluation=((8000, 512, 100), (20000, 128, 3700)), evaluation_repeats=2,
@@ -67,8 +63,7 @@ PRESETS = {
         # Pruning: the full trial budget and seeds (replaying is cheap), a smaller pool that still exceeds a study.
         pruning_size="60x12", pruning_pool=64, pruning_trials=50, pruning_seeds=tuple(range(20)),
         pruning_protocol=_POOL_FOLDS,
-        notes=("evaluation: the SOP-sized case is reduced from 60k x 128 / ~11k classes to 20k x 128 / ~3.7k",
-               _PRUNING_NOTE.format(pool=64, seeds=20)),
+        notes=("evaluation: the SOP-sized case is reduced from 60k x 128 / ~11k classes to 20k x 128 / ~3.7k",),
     ),
     # For the smoke test: every code path in seconds; the figures mean nothing.
     "tiny": Settings(
@@ -83,8 +78,10 @@ PRESETS = {
 }
 
 
-def run(settings: Settings, sections: tuple[str, ...] = SECTIONS) -> dict:
-    """Measure ``sections`` and score the targets."""
+def run(settings: Settings, sections: tuple[str, ...] = SECTIONS, stored_pools: dict | None = None) -> dict:
+    """Measure ``sections`` and score the targets; ``stored_pools`` (:func:`benchmark.perf.pruning.load_stored`):
+    the pruning section replays these instead of training its own."""
+    measure = {**_MEASURE, "pruning": partial(_pruning, stored=stored_pools)}
     results: dict = {"machine": machine(), "settings": asdict(settings)}
     if not results["machine"]["cuda"]:
         results["gpu"] = ("no GPU on this machine: every figure here is a CPU's; the GPU check (`benchmark perf --gpu`, "
@@ -94,7 +91,7 @@ def run(settings: Settings, sections: tuple[str, ...] = SECTIONS) -> dict:
             continue
         started = time.perf_counter()
         logger.info("perf: %s", section)
-        results[section] = _MEASURE[section](settings)
+        results[section] = measure[section](settings)
         results[section]["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = targets(results)
     return results
@@ -142,9 +139,11 @@ def _image_pipeline(s: Settings) -> dict:
         return compare(Path(tmp), s.images, s.image_repeats)
 
 
-def _pruning(s: Settings) -> dict:
-    from benchmark.perf.pruning import compare
+def _pruning(s: Settings, stored: dict | None = None) -> dict:
+    from benchmark.perf.pruning import compare, replay_stored
 
+    if stored is not None:
+        return replay_stored(stored)
     with tempfile.TemporaryDirectory(prefix="perf-pruning-") as tmp:
         return compare(Path(tmp), s.pruning_size, s.pruning_pool, s.pruning_trials, s.pruning_seeds,
                        s.pruning_protocol, s.pruning_losses)
@@ -202,13 +201,21 @@ def targets(results: dict) -> dict:
         # Met: half the compute to reach the unpruned best (median over seeds), and at equal compute the pruned
         # study's best within the unpruned best's fold noise on every seed.
         met = ratio <= 0.5 and within == len(r["seeds"])
-        why = {} if met else {"why": "more than half the unpruned compute in the median seed" if ratio > 0.5 else
-                              f"best at equal compute below the unpruned best's fold noise in "
-                              f"{len(r['seeds']) - within} seeds"}
+        bounds = {name: b["median_compute_over_unpruned_to_reach"]
+                  for name, b in r["per_loss"][headline["worst_loss"]]["bounds"].items()}
+        perfect = bounds[f"{r['headline_pruner']}_perfectly_ranked"]
+        why = {} if met else {"why": (
+            "more than half the unpruned compute in the median seed"
+            + (f"; the same pruner told each configuration's true result after every fold needs {perfect:.2f}x too, so "
+               "better ranking would not meet it: a pruned trial costs at least one fold, and a trial that is the best "
+               "so far at each rung (most early trials are) runs to its end; a clairvoyant that stopped every other "
+               f"trial after one fold: {bounds['clairvoyant']:.2f}x" if perfect > 0.5 else "")
+            if ratio > 0.5 else
+            f"best at equal compute below the unpruned best's fold noise in {len(r['seeds']) - within} seeds")}
         add("pruning_compute_to_reach_over_unpruned", "<= 0.5", ratio, met, pruner=r["headline_pruner"],
             quartiles=[round(q, 3) for q in headline["quartiles_compute_over_unpruned_to_reach"]],
             seeds_best_at_equal_compute_within_noise=within,
-            worst_loss=headline["worst_loss"],
+            worst_loss=headline["worst_loss"], **{f"bound_{name}": value for name, value in bounds.items()},
             # Many configurations within the best's fold noise: the unpruned study meets one early, little to save.
             pool_configurations_within_fold_noise_of_the_best=r["per_loss"][headline["worst_loss"]]["pool_signal"][
                 "configurations_within_fold_noise_of_the_best"], **why)
@@ -293,8 +300,13 @@ def table(results: dict) -> str:
     if "pruning" in results:
         r = results["pruning"]
         lines.append("")
-        lines.append(f"pruning replay ({r['pool_configurations']} configurations per loss, {r['trials_per_study']}-trial "
-                     f"studies, {len(r['seeds'])} seeds; medians):")
+        trained = (f"stored in {r['pools_from']['file']}, replayed: nothing trained" if "pools_from" in r else
+                   "trained for real in this run")
+        protocol = ", ".join(f"{k} {v}" for k, v in r["protocol"].items())
+        lines.append(f"pruning replay: {r['pool_configurations']} distinct configurations per loss "
+                     f"({', '.join(r['losses'])}; {r['dataset']}, {protocol}; {trained}), each seed a "
+                     f"{r['trials_per_study']}-trial study in its own order without repeats, {len(r['seeds'])} seeds; "
+                     "each pruner's figure is its worse loss's; the sampler's own steering is not part of it. Medians:")
         for loss, entry in r["per_loss"].items():
             for name, e in entry["summary"].items():
                 low, high = e["quartiles_compute_over_unpruned_to_reach"]
@@ -303,6 +315,9 @@ def table(results: dict) -> str:
                              f"compute of {r['trials_per_study']} trials {e['median_compute_of_trials_over_unpruned']:.2f}x, "
                              f"best at equal compute within noise on {e['seeds_best_at_equal_compute_within_noise']}/"
                              f"{len(r['seeds'])} seeds")
+            bounds = ", ".join(f"{name} {b['median_compute_over_unpruned_to_reach']:.2f}x"
+                               for name, b in entry["bounds"].items())
+            lines.append(f"  {loss:<17} bounds of fold-level pruning: {bounds}")
     lines += ["", f"{'target':<42}{'wanted':>9}{'measured':>12}  met"]
     for name, t in results["targets"].items():
         measured = "n/a" if t["measured"] is None else f"{t['measured']:.3g}"
