@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import TINY_PROTOCOL
+from _tiny import TINY_PROTOCOL, TINY_SYNTHETIC
 from benchmark.cli import main
 
 FIXED = ["--loss", "contrastive", "--dataset", "synthetic", *TINY_PROTOCOL, "--param", "neg_margin=0.6"]
@@ -24,6 +24,7 @@ def tested(tmp_path_factory, tiny_data_root):
     storage = f"sqlite:///{folder / 'b.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCHMARK_DATA_ROOT", str(tiny_data_root))
+        mp.setenv("BENCHMARK_SYNTHETIC_SIZE", TINY_SYNTHETIC)
         assert main(["test", *FIXED, "--storage", storage, "--reproductions", "2", "--keep-models", "best"]) == 0
     return folder, storage
 
@@ -56,10 +57,8 @@ def test_best_keeps_the_four_fold_models_of_the_best_reproduction(tested):
         assert content["meta"]["study"] == STUDY
 
 
-def test_embed_then_evaluate_reproduces_the_stored_test_metrics(tested, tiny_data_root, tmp_path, capsys,
-                                                                 monkeypatch):
+def test_embed_then_evaluate_reproduces_the_stored_test_metrics(tested, tiny_env, tmp_path, capsys):
     folder, storage = tested
-    monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(tiny_data_root))
     [(reproduction,)] = _rows(folder, "SELECT DISTINCT reproduction FROM bm_models")
     separated = []
     for fold in range(4):
@@ -150,8 +149,7 @@ def test_compute_and_retrieval_examples_are_stored(tested):
         assert similarities == sorted(similarities, reverse=True) and all(-1 <= s <= 1 + 1e-6 for s in similarities)
 
 
-def test_keep_all_and_none(tiny_data_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(tiny_data_root))
+def test_keep_all_and_none(tiny_env, tmp_path):
     storage = f"sqlite:///{tmp_path / 'b.db'}"
     assert main(["test", *FIXED, "--storage", storage, "--reproductions", "1", "--keep-models", "none"]) == 0
     assert _rows(tmp_path, "SELECT COUNT(*) FROM bm_models") == [(0,)]
