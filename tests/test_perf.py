@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from _tiny import run_benchmark
-from benchmark.perf.pruning import clairvoyant_compute, compare, perfectly_ranked, reach, replay, replay_seed
+from benchmark.perf.pruning import (clairvoyant_compute, compare, load_stored, perfectly_ranked, reach, replay,
+                                    replay_seed)
 from benchmark.perf.suite import PRESETS
 from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS
 
@@ -56,6 +57,7 @@ def test_perf_tiny_writes_every_ratio_and_target(tmp_path):
             reached = [e["compute_over_unpruned_to_reach"] for e in seed["pruners"].values()]
             assert all(seed["clairvoyant_compute_over_unpruned_to_reach"] <= r for r in reached if r is not None)
     assert pruning["pruner_settings"]["median"]["startup_trials"] == PRUNER_STARTUP_TRIALS
+    assert load_stored(out)["entry"] == pruning  # really trained pools can be replayed (--pools)
     for name, headline in pruning["summary"].items():  # each pruner scored by the loss it serves worst
         per_loss = {loss: e["summary"][name] for loss, e in pruning["per_loss"].items()}
         worst = per_loss[headline["worst_loss"]]["median_compute_over_unpruned_to_reach"]
@@ -178,13 +180,26 @@ def test_perf_replays_stored_pools_with_their_trials_and_seeds_without_training(
     assert f"stored in {stored}, replayed: nothing trained" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"pruning": {"per_loss": {}}}', "stored, pool < trials"])
+def _spoil_trials(entry: dict) -> None:
+    entry["trials_per_study"] = 41  # more than the pool's 40 configurations
+
+
+def _spoil_curve(entry: dict) -> None:
+    entry["per_loss"]["proxy_anchor"]["pool"][3]["folds"][0]["validations"][1][0] = "2"
+
+
+def _spoil_seeds(entry: dict) -> None:
+    entry["seeds"] = [0, 1.5]
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"pruning": {"per_loss": {}}}', _spoil_trials,
+                                     _spoil_curve, _spoil_seeds])
 def test_perf_refuses_pools_it_cannot_replay_in_one_line(tmp_path, content):
     path, out = tmp_path / "stored.json", tmp_path / "out.json"
-    if content == "stored, pool < trials":
+    if callable(content):
         _stored_result(path)
         data = json.loads(path.read_text())
-        data["pruning"]["trials_per_study"] = 41
+        content(data["pruning"])
         path.write_text(json.dumps(data))
     elif content is not None:
         path.write_text(content)

@@ -320,6 +320,28 @@ def replay_stored(stored: dict) -> dict:
             "pools_from": stored["pools_from"]}
 
 
+def _replayable(entry: dict) -> bool:
+    """Whether ``entry`` holds what :func:`replay_stored` reads, in the shapes :func:`pool_curves` writes."""
+    from benchmark.tuning.pruning import fold_step
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    max_epochs = entry["protocol"]["max_epochs"]
+    pools = [e["pool"] for e in entry["per_loss"].values()]
+    fold_counts = {len(config["folds"]) for pool in pools for config in pool}
+    folds = [fold for pool in pools for config in pool for fold in config["folds"]]
+    return (isinstance(max_epochs, int) and max_epochs >= 1 and bool(pools) and len(fold_counts) == 1
+            and fold_counts != {0} and isinstance(entry["trials_per_study"], int)
+            and all(len(pool) >= entry["trials_per_study"] >= 1 for pool in pools)
+            and bool(entry["seeds"]) and all(isinstance(seed, int) for seed in entry["seeds"])
+            and all(key in entry for key in ("dataset", "pool_configurations"))
+            # Fold 0's epochs are reported as steps below the first fold's step.
+            and all(isinstance(f["epochs"], int) and number(f["best"])
+                    and all(len(v) == 2 and isinstance(v[0], int) and 1 <= v[0] < fold_step(max_epochs)
+                            and number(v[1]) for v in f["validations"]) for f in folds))
+
+
 def load_stored(path: Path) -> dict:
     """An earlier ``benchmark perf`` result's pruning entry, checked before anything is replayed."""
     import hashlib
@@ -332,12 +354,7 @@ def load_stored(path: Path) -> dict:
         raise UserError(f"--pools {path}: cannot read it as JSON ({exc}); expected a `benchmark perf` result") from None
     entry = data.get("pruning") if isinstance(data, dict) else None
     try:
-        pools = [e["pool"] for e in entry["per_loss"].values()]
-        ok = (pools and isinstance(entry["protocol"]["max_epochs"], int) and isinstance(entry["seeds"], list)
-              and all(len(pool) >= entry["trials_per_study"] >= 1 for pool in pools)
-              and all(isinstance(f["epochs"], int) and isinstance(f["best"], (int, float)) and isinstance(f["validations"], list)
-                      for pool in pools for config in pool for f in config["folds"]))
-        ok = ok and all(key in entry for key in ("dataset", "pool_configurations"))
+        ok = _replayable(entry)
     except (KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
