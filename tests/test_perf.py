@@ -13,7 +13,7 @@ import pytest
 from _tiny import run_benchmark
 from benchmark.perf.pruning import (clairvoyant_compute, compare, load_stored, perfectly_ranked, reach, replay,
                                     replay_seed)
-from benchmark.perf.suite import PRESETS
+from benchmark.perf.suite import PRESETS, targets
 from benchmark.tuning.pruning import PRUNER_STARTUP_TRIALS
 
 
@@ -215,6 +215,21 @@ def test_perf_pools_need_the_pruning_section(tmp_path):
     _stored_result(path)
     result = run_benchmark(["perf", "--tiny", "--only", "cli_startup", "--pools", str(path)], dict(os.environ), tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: --pools is for the pruning section")
+
+
+@pytest.mark.parametrize("measured, perfectly_ranked, says", [
+    (0.6, 0.55, "better ranking would not meet it"),
+    (0.6, 0.45, "its ranking after a fold is what falls short"),
+])
+def test_a_missed_pruning_target_says_whether_ranking_or_folds_fall_short(tmp_path, measured, perfectly_ranked, says):
+    entry = _stored_result(tmp_path / "stored.json")
+    headline = entry["summary"]["successive_halving"]
+    headline["median_compute_over_unpruned_to_reach"] = measured
+    entry["per_loss"][headline["worst_loss"]]["bounds"]["successive_halving_perfectly_ranked"][
+        "median_compute_over_unpruned_to_reach"] = perfectly_ranked
+    target = targets({"pruning": entry})["pruning_compute_to_reach_over_unpruned"]
+    assert not target["met"] and says in target["why"]
+    assert target["bound_successive_halving_perfectly_ranked"] == perfectly_ranked
 
 
 def test_quick_and_full_measure_pruning_as_stated_50_trial_studies_over_at_least_5_seeds():
